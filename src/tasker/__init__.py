@@ -1,0 +1,3 @@
+"""Tasker: PostgreSQL-backed workflow orchestration."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,71 @@
+"""The one typed settings object: defaults < TOML file < ``TASKER_*`` environment variables.
+
+Every process (orchestrator, worker, API, CLI) reads its configuration through :func:`load_settings`; nothing else
+reads the environment. Secrets are ``SecretStr`` so they are redacted wherever settings are printed.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+
+def default_data_dir() -> Path:
+    """Where the embedded PostgreSQL keeps its data when no database URL is given."""
+    return Path(platformdirs.user_data_dir("tasker", appauthor=False))
+
+
+class Settings(BaseSettings):
+    """Effective configuration of a Tasker process."""
+
+    model_config = SettingsConfigDict(env_prefix="TASKER_", extra="ignore")
+
+    database_url: SecretStr | None = Field(
+        default=None, description="PostgreSQL URL; without it an embedded PostgreSQL 18 is started"
+    )
+    data_dir: Path = Field(default_factory=default_data_dir, description="embedded PostgreSQL data lives here")
+    env: str = Field(default="development", description="selects template `environments` overrides")
+    config_file: Path | None = Field(default=None, description="TOML file read below the environment variables")
+    pool_min_size: int = Field(default=1, ge=0)
+    pool_max_size: int = Field(default=10, ge=1)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlSource(settings_cls))
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """Reads ``TASKER_CONFIG_FILE`` (or ``./tasker.toml`` when present); keys are the field names."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path_text = os.environ.get("TASKER_CONFIG_FILE")
+        path = Path(path_text) if path_text else Path("tasker.toml")
+        if not path.exists():
+            if path_text:
+                raise FileNotFoundError(f"TASKER_CONFIG_FILE points to {path}, which does not exist")
+            return {}
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+        section = data.get("tasker", data)
+        return dict(section)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings from defaults, the TOML file and the environment, then explicit overrides."""
+    return Settings(**overrides)

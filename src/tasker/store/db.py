@@ -1,0 +1,49 @@
+"""Connections: every connection is autocommit with UTC session time, so transactions are always explicit
+(``async with conn.transaction()``) and owned by the caller, and ``timestamp`` columns hold UTC."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from tasker.errors import DatabaseUnavailableError
+
+Connection = psycopg.AsyncConnection[dict[str, Any]]
+
+CONNECT_OPTIONS = "-c TimeZone=UTC"
+
+
+async def connect(url: str) -> Connection:
+    """One autocommit connection returning rows as dicts."""
+    try:
+        return await psycopg.AsyncConnection.connect(
+            url, autocommit=True, row_factory=dict_row, options=CONNECT_OPTIONS
+        )
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailableError(f"cannot connect to PostgreSQL: {exc}") from exc
+
+
+def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> AsyncConnectionPool[Connection]:
+    """A pool of connections configured like :func:`connect`; open it with ``await pool.open()``."""
+    return AsyncConnectionPool(
+        url,
+        min_size=min_size,
+        max_size=max_size,
+        open=False,
+        connection_class=psycopg.AsyncConnection[dict[str, Any]],
+        kwargs={"autocommit": True, "row_factory": dict_row, "options": CONNECT_OPTIONS},
+    )
+
+
+@asynccontextmanager
+async def connection(url: str) -> AsyncIterator[Connection]:
+    conn = await connect(url)
+    try:
+        yield conn
+    finally:
+        await conn.close()
