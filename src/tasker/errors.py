@@ -35,3 +35,55 @@ class MigrationError(TaskerError):
     """A migration failed; nothing of it was applied."""
 
     code = "MIGRATION_ERROR"
+
+
+class NotFoundError(TaskerError):
+    """The requested object does not exist."""
+
+    code = "NOT_FOUND"
+
+
+class TemplateError(TaskerError):
+    """The task template is invalid."""
+
+    code = "BAD_REQUEST"
+
+
+class TemplateNotFoundError(NotFoundError):
+    """No task template is registered under that namespace, name and version."""
+
+
+class TemplateConflictError(TaskerError):
+    """A different template is already registered under this namespace, name and version."""
+
+    code = "CONFLICT"
+
+
+class InvalidTaskRequestError(TaskerError):
+    """The task request is invalid."""
+
+    code = "BAD_REQUEST"
+
+
+class InvalidContextError(TaskerError):
+    """The task context does not satisfy the template's input schema."""
+
+    code = "UNPROCESSABLE_ENTITY"
+
+
+class DuplicateTaskError(TaskerError):
+    """A task with this identity already exists."""
+
+    code = "CONFLICT"
+
+
+class InvalidTransitionError(TaskerError):
+    """The state machine does not allow this transition."""
+
+    code = "CONFLICT"
+
+
+class LostRaceError(TaskerError):
+    """Another process changed the state first; nothing was written."""
+
+    code = "CONFLICT"
