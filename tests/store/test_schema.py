@@ -189,9 +189,7 @@ async def test_two_migrators_at_once_leave_one_correct_schema(empty_db_url: str)
     try:
         results = await asyncio.gather(migrate(a), migrate(b))
         assert sorted(results, key=len) == [[], [m.version for m in migrations()]]
-        row = await (
-            await a.execute("SELECT count(*) AS n FROM pg_tables WHERE schemaname = 'tasker'")
-        ).fetchone()
+        row = await (await a.execute("SELECT count(*) AS n FROM pg_tables WHERE schemaname = 'tasker'")).fetchone()
         assert row is not None and row["n"] == 11
     finally:
         await a.close()

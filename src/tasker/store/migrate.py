@@ -51,9 +51,7 @@ async def install_pgmq(conn: Connection) -> None:
     The wheel's script uses plain ``CREATE FUNCTION``, so it cannot run twice: it is skipped when ``pgmq.meta``
     already exists (for instance on a database where PGMQ was installed by hand).
     """
-    available = await (
-        await conn.execute("SELECT 1 AS ok FROM pg_available_extensions WHERE name = 'pgmq'")
-    ).fetchone()
+    available = await (await conn.execute("SELECT 1 AS ok FROM pg_available_extensions WHERE name = 'pgmq'")).fetchone()
     if available is not None:
         await conn.execute("CREATE EXTENSION IF NOT EXISTS pgmq")
         return
