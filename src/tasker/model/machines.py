@@ -187,3 +187,44 @@ def step_effects(events: list[StepEvent], path: list[StepState]) -> StepEffects:
             effect = StepEffects(in_process=False, processed=False, reset_attempts=True)
         total = total.then(effect)
     return total
+
+
+# Events the orchestrator may use on its own when it moves a task towards the state its steps call for. Operator
+# and sweeper events (cancel, resume, give_up, manual_resolution, stale, enqueue_failed) are never chosen here.
+ORCHESTRATION_EVENTS = frozenset(
+    {
+        TE.START,
+        TE.READY_STEPS_FOUND,
+        TE.NO_STEPS_FOUND,
+        TE.NO_DEPENDENCIES_READY,
+        TE.STEPS_ENQUEUED,
+        TE.STEP_COMPLETED,
+        TE.STEP_FAILED,
+        TE.ALL_STEPS_SUCCESSFUL,
+        TE.PERMANENT_FAILURE,
+        TE.DEPENDENCIES_READY,
+        TE.RETRY_READY,
+    }
+)
+
+
+def task_route(
+    start: TaskState, goal: TaskState, allowed: frozenset[TaskEvent] = ORCHESTRATION_EVENTS
+) -> list[TaskEvent]:
+    """The shortest event sequence that takes a task from ``start`` to ``goal`` (empty when already there)."""
+    if start == goal:
+        return []
+    frontier: list[tuple[TaskState, list[TaskEvent]]] = [(start, [])]
+    seen = {start}
+    while frontier:
+        next_frontier = []
+        for state, events in frontier:
+            for (source, event), target in TASK_TRANSITIONS.items():
+                if source != state or event not in allowed or target in seen:
+                    continue
+                if target == goal:
+                    return [*events, event]
+                seen.add(target)
+                next_frontier.append((target, [*events, event]))
+        frontier = next_frontier
+    raise InvalidTransitionError(f"no route for a task from '{start}' to '{goal}'")

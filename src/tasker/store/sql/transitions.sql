@@ -104,7 +104,12 @@ hops AS (
            h.hop ->> 'state' AS to_state,
            COALESCE(lag(h.hop ->> 'state') OVER (PARTITION BY f.workflow_step_uuid ORDER BY h.n), f.to_state)
                AS from_state,
-           i.metadata || jsonb_build_object('event', h.hop ->> 'event') AS metadata,
+           -- a retry delay becomes an absolute retry_at on the database clock (read by step readiness)
+           (i.metadata - 'retry_delay_ms') || jsonb_build_object('event', h.hop ->> 'event')
+               || CASE WHEN h.hop ->> 'state' = 'waiting_for_retry' AND i.metadata ? 'retry_delay_ms'
+                       THEN jsonb_build_object('retry_at', timezone('utc', now())
+                            + make_interval(secs => (i.metadata ->> 'retry_delay_ms')::float8 / 1000.0))
+                       ELSE '{}'::jsonb END AS metadata,
            f.sort_key + h.n::int AS sort_key,
            h.n = jsonb_array_length(i.path) AS most_recent
     FROM flipped f

@@ -1,0 +1,187 @@
+"""``tasker orchestrator``: apply step results, create queued task requests, wake tasks whose backoff passed.
+
+Any number of orchestrators may run on one database: results are taken from the queue with a visibility timeout
+and applied under the task's row lock, each in one transaction with its acknowledgement (see ``engine.results``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from uuid import UUID
+
+from psycopg_pool import AsyncConnectionPool
+
+from tasker.engine.finalizer import evaluate_task
+from tasker.engine.results import apply_result
+from tasker.engine.task_requests import create_task
+from tasker.errors import TaskerError
+from tasker.messaging.pgmq import PgmqTransport
+from tasker.messaging.router import ORCHESTRATION_QUEUES, STEP_RESULTS_QUEUE, TASK_REQUESTS_QUEUE
+from tasker.messaging.transport import Message, Transport
+from tasker.messaging.wakeup import IdleBackoff, Wakeups
+from tasker.model.ids import uuid7
+from tasker.model.requests import TaskRequest
+from tasker.model.states import TaskState
+from tasker.store.db import Connection, create_pool
+from tasker.store.steps import task_ready_many
+from tasker.store.tasks import task_lock
+from tasker.store.template_cache import TemplateCache
+
+log = logging.getLogger("tasker.orchestrator")
+
+_Handler = Callable[[list[Message]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class OrchestratorConfig:
+    env: str = "development"
+    batch_size: int = 50
+    concurrency: int = 8
+    visibility_seconds: int = 30
+    ready_poll_seconds: float = 1.0
+    idle_poll_max_seconds: float = 2.0
+
+
+class Orchestrator:
+    def __init__(self, url: str, config: OrchestratorConfig | None = None, *, transport: Transport | None = None):
+        self.url = url
+        self.config = config or OrchestratorConfig()
+        self.transport: Transport = transport or PgmqTransport()
+        self.processor_uuid = uuid7()
+        self.templates = TemplateCache(self.config.env)
+        self.results_applied = 0
+        self._stopping = False
+        self._ready_wake = asyncio.Event()
+        self._next_retry_at: float | None = None
+        self._pool: AsyncConnectionPool[Connection] | None = None
+
+    @property
+    def pool(self) -> AsyncConnectionPool[Connection]:
+        assert self._pool is not None, "orchestrator is not running"
+        return self._pool
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Orchestrate until ``stop`` is set; then finish the batch in hand and return."""
+        self._pool = create_pool(self.url, min_size=2, max_size=self.config.concurrency + 3)
+        await self._pool.open()
+        wakeups = Wakeups(self.url, ORCHESTRATION_QUEUES)
+        await wakeups.start()
+        async with self.pool.connection() as conn:
+            for queue in ORCHESTRATION_QUEUES:
+                await self.transport.ensure_queue(conn, queue)
+        loops = [
+            asyncio.create_task(self._consume(STEP_RESULTS_QUEUE, wakeups, self._apply_results), name="results"),
+            asyncio.create_task(self._consume(TASK_REQUESTS_QUEUE, wakeups, self._create_tasks), name="requests"),
+            asyncio.create_task(self._wake_ready_tasks(), name="ready"),
+        ]
+        log.info("orchestrator %s started", self.processor_uuid)
+        try:
+            await stop.wait()
+        finally:
+            self._stopping = True
+            for queue in ORCHESTRATION_QUEUES:
+                wakeups.notify_local(queue)
+            self._ready_wake.set()
+            await asyncio.gather(*loops, return_exceptions=True)
+            await wakeups.stop()
+            await self._pool.close()
+            log.info("orchestrator %s stopped after %d results", self.processor_uuid, self.results_applied)
+
+    async def _consume(self, queue: str, wakeups: Wakeups, handle: _Handler) -> None:
+        idle = IdleBackoff(maximum=self.config.idle_poll_max_seconds)
+        while not self._stopping:
+            wakeups.clear(queue)
+            try:
+                async with self.pool.connection() as conn:
+                    messages = await self.transport.receive(
+                        conn,
+                        queue,
+                        max_messages=self.config.batch_size,
+                        visibility_seconds=self.config.visibility_seconds,
+                    )
+                if not messages:
+                    await wakeups.wait(queue, idle.idle())
+                    continue
+                idle.found_work()
+                await handle(messages)
+            except Exception:
+                log.exception("processing %s failed; messages will be retried after their visibility timeout", queue)
+                await asyncio.sleep(0.5)
+
+    async def _apply_results(self, messages: list[Message]) -> None:
+        limit = asyncio.Semaphore(self.config.concurrency)
+
+        async def one(message: Message) -> None:
+            async with limit, self.pool.connection() as conn:
+                applied = await apply_result(
+                    conn, self.transport, self.templates, message, processor_uuid=self.processor_uuid
+                )
+            self.results_applied += 1
+            if applied.retry_in_seconds is not None:
+                self._schedule_ready_check(applied.retry_in_seconds)
+
+        outcomes = await asyncio.gather(*(one(m) for m in messages), return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                log.error("applying a step result failed", exc_info=outcome)
+
+    async def _create_tasks(self, messages: list[Message]) -> None:
+        for message in messages:
+            async with self.pool.connection() as conn:
+                try:
+                    request = TaskRequest.model_validate(message.body.get("task_request", message.body))
+                    await create_task(
+                        conn, self.transport, request, env=self.config.env, processor_uuid=self.processor_uuid
+                    )
+                except (TaskerError, ValueError) as exc:
+                    log.warning("task request %s refused: %s", message.msg_id, exc)
+                await self.transport.ack_many(conn, TASK_REQUESTS_QUEUE, [message.msg_id])
+
+    def _schedule_ready_check(self, delay_seconds: float) -> None:
+        due = time.monotonic() + delay_seconds
+        if self._next_retry_at is None or due < self._next_retry_at:
+            self._next_retry_at = due
+            self._ready_wake.set()
+
+    async def _wake_ready_tasks(self) -> None:
+        """Poll for tasks with ready steps (backoffs that passed), waking early for retries scheduled here."""
+        while not self._stopping:
+            timeout = self.config.ready_poll_seconds
+            if self._next_retry_at is not None:
+                timeout = min(timeout, max(self._next_retry_at - time.monotonic(), 0.0))
+            self._ready_wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._ready_wake.wait(), timeout)
+            if self._stopping:
+                return
+            if self._next_retry_at is not None and self._next_retry_at <= time.monotonic():
+                self._next_retry_at = None
+            try:
+                await self._evaluate_ready_tasks()
+            except Exception:
+                log.exception("waking ready tasks failed")
+
+    async def _evaluate_ready_tasks(self) -> None:
+        async with self.pool.connection() as conn:
+            task_uuids = await task_ready_many(conn, self.config.batch_size)
+            for task_uuid in task_uuids:
+                await self._evaluate(conn, task_uuid)
+
+    async def _evaluate(self, conn: Connection, task_uuid: UUID) -> None:
+        async with conn.transaction():
+            task = await task_lock(conn, task_uuid)
+            template = await self.templates.get(conn, task["named_task_uuid"])
+            await evaluate_task(
+                conn,
+                self.transport,
+                task_uuid=task_uuid,
+                state=TaskState(task["state"]),
+                namespace=template.namespace_name,
+                correlation_id=task["correlation_id"],
+                metadata={"processor_uuid": self.processor_uuid, "correlation_id": task["correlation_id"]},
+            )

@@ -1,0 +1,113 @@
+"""Task creation: validate, compute the identity, insert everything and enqueue the first steps, in one commit.
+
+A task is committed together with its first steps' ``enqueued`` transitions and their messages, so the caller
+returns as soon as workers can start, and nothing is half-written when any part fails.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from uuid import UUID
+
+from tasker.engine.enqueuer import enqueue_steps
+from tasker.errors import DuplicateTaskError
+from tasker.messaging.transport import Transport
+from tasker.model.identity import check_json_limits, identity_hash
+from tasker.model.ids import uuid7
+from tasker.model.machines import TaskEvent
+from tasker.model.requests import TaskRequest, validate_context
+from tasker.model.states import StepState, TaskState
+from tasker.model.template import TaskTemplate
+from tasker.store.db import Connection
+from tasker.store.tasks import NewStep, NewTask, task_create, task_find_by_identity
+from tasker.store.templates import template_get
+from tasker.store.transitions import TaskChange, task_transition
+
+
+@dataclass(frozen=True)
+class CreatedTask:
+    task_uuid: UUID
+    correlation_id: UUID
+    named_task_uuid: UUID
+    state: TaskState
+    step_uuids: dict[str, UUID]
+    enqueued: list[UUID]
+
+
+def build_task(template: TaskTemplate, named_task_uuid: UUID, request: TaskRequest, identity: str) -> NewTask:
+    """Rows of a new task: the template's initial steps (reference §5.4) and the edges among them."""
+    names = template.initial_step_names()
+    step_uuids = {name: uuid7() for name in names}
+    steps = [
+        NewStep(
+            step_uuid=step_uuids[name],
+            name=name,
+            retryable=template.step(name).retry.retryable,
+            max_attempts=template.step(name).retry.max_attempts,
+            inputs=dict(template.step(name).handler.initialization) or None,
+        )
+        for name in names
+    ]
+    return NewTask(
+        task_uuid=uuid7(),
+        named_task_uuid=named_task_uuid,
+        identity_hash=identity,
+        correlation_id=request.correlation_id or uuid7(),
+        context=request.context,
+        steps=steps,
+        edges=[(step_uuids[parent], step_uuids[child]) for parent, child in template.initial_edges()],
+        initiator=request.initiator,
+        source_system=request.source_system,
+        reason=request.reason,
+        tags=request.tags,
+        priority=request.priority,
+        parent_correlation_id=request.parent_correlation_id,
+    )
+
+
+async def create_task(
+    conn: Connection, transport: Transport, request: TaskRequest, *, env: str, processor_uuid: UUID | None = None
+) -> CreatedTask:
+    """Create a task and enqueue its root steps; raises a typed error, writing nothing, on bad input."""
+    named_task_uuid, stored = await template_get(conn, request.namespace, request.name, request.version)
+    template = stored.for_environment(env)
+    check_json_limits(request.context, "context")
+    check_json_limits(request.tags, "tags")
+    validate_context(template.input_schema, request.context, template.key)
+    identity = identity_hash(template.identity_strategy, named_task_uuid, request.context, request.idempotency_key)
+    task = build_task(template, named_task_uuid, request, identity)
+    names = {s.step_uuid: s.name for s in task.steps}
+    children = {child for _, child in task.edges}
+    roots = [(s.step_uuid, StepState.PENDING) for s in task.steps if s.step_uuid not in children]
+    metadata = {"processor_uuid": processor_uuid, "correlation_id": task.correlation_id}
+    try:
+        async with conn.transaction():
+            await task_create(conn, task)
+            enqueued = await enqueue_steps(
+                conn,
+                transport,
+                task_uuid=task.task_uuid,
+                namespace=template.namespace_name,
+                correlation_id=task.correlation_id,
+                steps=roots,
+                metadata=metadata,
+            )
+            events = (
+                [TaskEvent.START, TaskEvent.READY_STEPS_FOUND, TaskEvent.STEPS_ENQUEUED]
+                if enqueued
+                else [TaskEvent.START, TaskEvent.NO_STEPS_FOUND]
+            )
+            state = await task_transition(conn, TaskChange(task.task_uuid, TaskState.PENDING, events, metadata))
+    except DuplicateTaskError:
+        existing = await task_find_by_identity(conn, identity)
+        raise DuplicateTaskError(
+            f"a task with this identity already exists: {existing}", existing_task_uuid=str(existing)
+        ) from None
+    return CreatedTask(
+        task_uuid=task.task_uuid,
+        correlation_id=task.correlation_id,
+        named_task_uuid=named_task_uuid,
+        state=state,
+        step_uuids={names[s.step_uuid]: s.step_uuid for s in task.steps},
+        enqueued=enqueued,
+    )

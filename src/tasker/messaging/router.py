@@ -1,0 +1,30 @@
+"""Every queue name and notification channel is derived here and nowhere else (names as tasker-core's)."""
+
+from __future__ import annotations
+
+import re
+
+from tasker.errors import ConfigurationError
+
+STEP_RESULTS_QUEUE = "orchestration_step_results"
+TASK_REQUESTS_QUEUE = "orchestration_task_requests"
+ORCHESTRATION_QUEUES = (STEP_RESULTS_QUEUE, TASK_REQUESTS_QUEUE)
+
+_QUEUE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MAX_QUEUE_NAME = 47
+
+
+def worker_queue(namespace: str) -> str:
+    """The queue that carries a namespace's steps to its workers: ``worker_<namespace>_queue``."""
+    name = f"worker_{namespace}_queue"
+    if not _QUEUE_NAME.match(name) or len(name) > MAX_QUEUE_NAME:
+        raise ConfigurationError(
+            f"namespace {namespace!r} cannot name a queue: use letters, digits and underscores, "
+            f"start with a letter or underscore, at most {MAX_QUEUE_NAME - len('worker__queue')} characters"
+        )
+    return name
+
+
+def channel(queue: str) -> str:
+    """The LISTEN/NOTIFY channel that signals new messages on ``queue``."""
+    return f"tasker_{queue}"

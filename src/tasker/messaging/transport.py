@@ -1,0 +1,48 @@
+"""The transport seam: what the engine and workers need from a message queue, and nothing else.
+
+Messages carry identifiers only (``{task_uuid, step_uuid, correlation_id}``); PostgreSQL holds the state. Sends
+take the caller's database connection because a step's message must be committed with the step's ``enqueued``
+transition: PGMQ sends in that same transaction; a broker transport would write an outbox row there instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from tasker.store.db import Connection
+
+
+@dataclass(frozen=True)
+class Message:
+    msg_id: int
+    queue: str
+    body: dict[str, Any]
+    read_count: int
+
+
+class Transport(Protocol):
+    async def ensure_queue(self, conn: Connection, queue: str) -> None: ...
+
+    async def send_many(self, conn: Connection, queue: str, bodies: Sequence[dict[str, Any]]) -> list[int]:
+        """Send in the caller's transaction; visible to consumers when it commits."""
+        ...
+
+    async def receive(
+        self, conn: Connection, queue: str, *, max_messages: int, visibility_seconds: int
+    ) -> list[Message]:
+        """Take up to ``max_messages``, hidden from other consumers for ``visibility_seconds`` (the lease)."""
+        ...
+
+    async def ack_many(self, conn: Connection, queue: str, msg_ids: Sequence[int]) -> None: ...
+
+    async def nack_many(self, conn: Connection, queue: str, msg_ids: Sequence[int], *, delay_seconds: int = 0) -> None:
+        """Give messages back: visible again after ``delay_seconds``."""
+        ...
+
+    async def extend_many(self, conn: Connection, queue: str, msg_ids: Sequence[int], *, seconds: int) -> None:
+        """Renew the lease of messages still being worked on."""
+        ...
+
+    async def depth(self, conn: Connection, queue: str) -> int: ...

@@ -1,0 +1,66 @@
+"""What a client asks for when it creates a task, and the checks on it that need no database."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
+
+from tasker.errors import InvalidContextError, TemplateError
+
+
+class TaskRequest(BaseModel):
+    """Body of ``POST /v1/tasks`` (tasker-core field names)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64)
+    namespace: str = Field(min_length=1, max_length=64)
+    version: str = Field(default="1.0.0", min_length=1, max_length=16)
+    context: dict[str, Any] = Field(default_factory=dict)
+    initiator: str | None = Field(default=None, max_length=128)
+    source_system: str | None = Field(default=None, max_length=128)
+    reason: str | None = Field(default=None, max_length=128)
+    tags: list[str] = Field(default_factory=list)
+    priority: int = Field(default=0, ge=-100, le=100)
+    correlation_id: UUID | None = None
+    parent_correlation_id: UUID | None = None
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=255)
+
+
+def validate_context(schema: dict[str, Any] | None, context: dict[str, Any], template_key: str) -> None:
+    """Check the context against the template's ``input_schema``; the error lists every failing field."""
+    if not schema:
+        return
+    try:
+        validator = Draft202012Validator(schema)
+    except SchemaError as exc:  # pragma: no cover - templates are validated at registration
+        raise TemplateError(f"{template_key}: input_schema is not valid JSON Schema: {exc.message}") from exc
+    errors = sorted(validator.iter_errors(context), key=lambda e: (list(e.absolute_path), e.message))
+    if not errors:
+        return
+    failures = [{"field": _pointer(_path_of(error)), "message": error.message} for error in errors]
+    listing = "; ".join(f"{f['field']}: {f['message']}" for f in failures)
+    raise InvalidContextError(f"context does not match the input schema of {template_key}: {listing}", errors=failures)
+
+
+def _path_of(error: ValidationError) -> list[Any]:
+    """Where the error is; a missing required property points at the property itself, not its parent."""
+    path = list(error.absolute_path)
+    if error.validator == "required" and isinstance(error.instance, dict):
+        required = error.validator_value if isinstance(error.validator_value, list) else []
+        missing = [name for name in required if name not in error.instance]
+        match = [name for name in missing if repr(name) in error.message]
+        if match:
+            path.append(match[0])
+    return path
+
+
+def _pointer(path: list[Any]) -> str:
+    """RFC 6901 JSON pointer of a failing value ('' is the whole context, shown as '/')."""
+    if not path:
+        return "/"
+    return "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in path)

@@ -1,0 +1,27 @@
+-- name: queue_create
+-- Create a PGMQ queue if it does not exist yet (pgmq.create is idempotent).
+SELECT pgmq.create(%(queue)s);
+
+-- name: queue_send_many
+-- Send many messages to one queue inside the caller's transaction, then one signal-only NOTIFY on the queue's
+-- channel. PostgreSQL delivers the notification at commit and folds identical ones, so a transaction that sends
+-- a batch wakes each listener once, and a rolled-back send wakes nobody.
+SELECT array_agg(m.id ORDER BY m.id) AS msg_ids, pg_notify(%(channel)s, '') AS notified
+FROM pgmq.send_batch(%(queue)s, %(messages)s::jsonb[]) AS m(id);
+
+-- name: queue_read
+-- Take up to `qty` visible messages and hide them for `vt` seconds (the lease).
+SELECT msg_id, read_ct, message
+FROM pgmq.read(%(queue)s, %(vt)s, %(qty)s);
+
+-- name: queue_delete_many
+-- Acknowledge: delete processed messages so queue tables stay small (the audit trail lives in tasker tables).
+SELECT count(*) AS deleted FROM pgmq.delete(%(queue)s, %(msg_ids)s::bigint[]);
+
+-- name: queue_set_vt_many
+-- Extend the lease of in-flight messages, or (vt 0) make them visible again at once.
+SELECT count(*) AS extended FROM pgmq.set_vt(%(queue)s, %(msg_ids)s::bigint[], %(vt)s);
+
+-- name: queue_depth
+-- Messages waiting in a queue (visible now or later).
+SELECT queue_length AS depth FROM pgmq.metrics(%(queue)s);

@@ -1,0 +1,87 @@
+-- name: task_create
+-- One statement creates a task, its initial steps, their `provides` edges and the first ('pending') transition
+-- rows of all of them. Ids come from the caller, so later statements of the same transaction need not wait for
+-- RETURNING. Foreign keys are checked at the end of the statement, after every part is inserted.
+WITH task AS (
+    INSERT INTO tasker.tasks (task_uuid, named_task_uuid, requested_at, initiator, source_system, reason, tags,
+                              context, identity_hash, priority, correlation_id, parent_correlation_id)
+    VALUES (%(task_uuid)s, %(named_task_uuid)s, timezone('utc', now()), %(initiator)s, %(source_system)s,
+            %(reason)s, %(tags)s, %(context)s, %(identity_hash)s, %(priority)s, %(correlation_id)s,
+            %(parent_correlation_id)s)
+    RETURNING task_uuid
+),
+steps AS (
+    INSERT INTO tasker.workflow_steps (workflow_step_uuid, task_uuid, named_step_uuid, retryable, max_attempts,
+                                       inputs)
+    SELECT s.step_uuid, task.task_uuid, ns.named_step_uuid, s.retryable, s.max_attempts, s.inputs
+    FROM task
+    CROSS JOIN unnest(%(step_uuids)s::uuid[], %(step_names)s::text[], %(retryable)s::bool[],
+                      %(max_attempts)s::int[], %(inputs)s::jsonb[])
+         AS s(step_uuid, name, retryable, max_attempts, inputs)
+    JOIN tasker.named_steps ns ON ns.name = s.name
+    RETURNING workflow_step_uuid
+),
+edges AS (
+    INSERT INTO tasker.workflow_step_edges (from_step_uuid, to_step_uuid, name)
+    SELECT e.from_uuid, e.to_uuid, 'provides'
+    FROM unnest(%(edge_from)s::uuid[], %(edge_to)s::uuid[]) AS e(from_uuid, to_uuid)
+    RETURNING 1
+),
+task_first AS (
+    INSERT INTO tasker.task_transitions (task_uuid, to_state, from_state, metadata, sort_key, most_recent,
+                                         processor_uuid)
+    SELECT task_uuid, 'pending', NULL, %(task_metadata)s, 1, true, %(processor_uuid)s FROM task
+    RETURNING 1
+),
+steps_first AS (
+    INSERT INTO tasker.workflow_step_transitions (workflow_step_uuid, to_state, from_state, metadata, sort_key,
+                                                  most_recent)
+    SELECT workflow_step_uuid, 'pending', NULL, %(step_metadata)s, 1, true FROM steps
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM steps) AS steps_created,
+       (SELECT count(*) FROM edges) AS edges_created,
+       (SELECT count(*) FROM task_first) + (SELECT count(*) FROM steps_first) AS transitions_created;
+
+-- name: task_find_by_identity
+-- The task that already holds an identity hash (reported with a duplicate-identity error).
+SELECT task_uuid FROM tasker.tasks WHERE identity_hash = %(identity_hash)s;
+
+-- name: task_lock
+-- Serialises orchestration decisions about one task (result processing, enqueueing, finalising) across
+-- orchestrators: whoever holds the row lock sees every step change committed before it.
+SELECT t.task_uuid, t.named_task_uuid, t.correlation_id, COALESCE(tt.to_state, 'pending') AS state
+FROM tasker.tasks t
+LEFT JOIN tasker.task_transitions tt ON tt.task_uuid = t.task_uuid AND tt.most_recent
+WHERE t.task_uuid = %(task_uuid)s
+FOR UPDATE OF t;
+
+-- name: task_get
+-- One task with its template names and current state.
+SELECT t.*, nt.name AS task_name, nt.version AS task_version, ns.name AS namespace_name,
+       COALESCE(tt.to_state, 'pending') AS state
+FROM tasker.tasks t
+JOIN tasker.named_tasks nt ON nt.named_task_uuid = t.named_task_uuid
+JOIN tasker.task_namespaces ns ON ns.task_namespace_uuid = nt.task_namespace_uuid
+LEFT JOIN tasker.task_transitions tt ON tt.task_uuid = t.task_uuid AND tt.most_recent
+WHERE t.task_uuid = %(task_uuid)s;
+
+-- name: task_steps
+-- The steps of a task with their names, current states and columns, in creation order.
+SELECT s.workflow_step_uuid, s.task_uuid, s.named_step_uuid, n.name, COALESCE(st.to_state, 'pending') AS state,
+       s.retryable, s.max_attempts, s.in_process, s.processed, s.processed_at, COALESCE(s.attempts, 0) AS attempts,
+       s.last_attempted_at, s.backoff_request_seconds, s.inputs, s.results, s.checkpoint, s.created_at,
+       s.updated_at, st.metadata AS state_metadata
+FROM tasker.workflow_steps s
+JOIN tasker.named_steps n ON n.named_step_uuid = s.named_step_uuid
+LEFT JOIN tasker.workflow_step_transitions st ON st.workflow_step_uuid = s.workflow_step_uuid AND st.most_recent
+WHERE s.task_uuid = %(task_uuid)s
+ORDER BY s.workflow_step_uuid;
+
+-- name: task_edges
+-- The DAG edges of a task as (parent, child) step ids with the edge name.
+SELECT e.from_step_uuid, e.to_step_uuid, e.name
+FROM tasker.workflow_step_edges e
+JOIN tasker.workflow_steps s ON s.workflow_step_uuid = e.to_step_uuid
+WHERE s.task_uuid = %(task_uuid)s
+ORDER BY e.workflow_step_edge_uuid;

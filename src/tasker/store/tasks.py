@@ -1,0 +1,106 @@
+"""Tasks: creation in one statement, lookups, and the per-task lock that orders orchestration decisions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from psycopg.errors import UniqueViolation
+from psycopg.types.json import Jsonb
+
+from tasker.errors import DuplicateTaskError, NotFoundError
+from tasker.store.db import Connection
+from tasker.store.queries import Q
+
+
+@dataclass(frozen=True)
+class NewStep:
+    step_uuid: UUID
+    name: str
+    retryable: bool
+    max_attempts: int
+    inputs: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class NewTask:
+    task_uuid: UUID
+    named_task_uuid: UUID
+    identity_hash: str
+    correlation_id: UUID
+    context: dict[str, Any]
+    steps: list[NewStep]
+    edges: list[tuple[UUID, UUID]]
+    initiator: str | None = None
+    source_system: str | None = None
+    reason: str | None = None
+    tags: list[str] | None = None
+    priority: int = 0
+    parent_correlation_id: UUID | None = None
+    processor_uuid: UUID | None = None
+
+
+async def task_create(conn: Connection, task: NewTask) -> None:
+    """Insert the task, its steps, edges and first transitions. A taken identity raises DuplicateTaskError
+    (the caller's transaction is then aborted; the existing task is looked up afterwards by the caller)."""
+    params = {
+        "task_uuid": task.task_uuid,
+        "named_task_uuid": task.named_task_uuid,
+        "initiator": task.initiator,
+        "source_system": task.source_system,
+        "reason": task.reason,
+        "tags": Jsonb(task.tags or []),
+        "context": Jsonb(task.context),
+        "identity_hash": task.identity_hash,
+        "priority": task.priority,
+        "correlation_id": task.correlation_id,
+        "parent_correlation_id": task.parent_correlation_id,
+        "step_uuids": [s.step_uuid for s in task.steps],
+        "step_names": [s.name for s in task.steps],
+        "retryable": [s.retryable for s in task.steps],
+        "max_attempts": [s.max_attempts for s in task.steps],
+        "inputs": [Jsonb(s.inputs) if s.inputs else None for s in task.steps],
+        "edge_from": [e[0] for e in task.edges],
+        "edge_to": [e[1] for e in task.edges],
+        "task_metadata": Jsonb({"event": "initial", "from_service": "task_initializer"}),
+        "step_metadata": Jsonb({"event": "initial"}),
+        "processor_uuid": task.processor_uuid,
+    }
+    try:
+        row = await (await conn.execute(Q["task_create"], params)).fetchone()
+    except UniqueViolation as exc:
+        if "identity_hash" in str(exc):
+            raise DuplicateTaskError(identity_hash=task.identity_hash) from exc
+        raise
+    if row is None or row["steps_created"] != len(task.steps):
+        missing = len(task.steps) - (row["steps_created"] if row else 0)
+        raise NotFoundError(f"{missing} step(s) have no named_steps row: register the template first")
+
+
+async def task_find_by_identity(conn: Connection, identity_hash: str) -> UUID | None:
+    row = await (await conn.execute(Q["task_find_by_identity"], {"identity_hash": identity_hash})).fetchone()
+    return row["task_uuid"] if row else None
+
+
+async def task_lock(conn: Connection, task_uuid: UUID) -> dict[str, Any]:
+    """Lock the task row for the rest of the transaction; returns its current state."""
+    row = await (await conn.execute(Q["task_lock"], {"task_uuid": task_uuid})).fetchone()
+    if row is None:
+        raise NotFoundError(f"task {task_uuid} does not exist")
+    return row
+
+
+async def task_get(conn: Connection, task_uuid: UUID) -> dict[str, Any]:
+    row = await (await conn.execute(Q["task_get"], {"task_uuid": task_uuid})).fetchone()
+    if row is None:
+        raise NotFoundError(f"task {task_uuid} does not exist")
+    return row
+
+
+async def task_steps(conn: Connection, task_uuid: UUID) -> list[dict[str, Any]]:
+    return await (await conn.execute(Q["task_steps"], {"task_uuid": task_uuid})).fetchall()
+
+
+async def task_edges(conn: Connection, task_uuid: UUID) -> list[dict[str, Any]]:
+    return await (await conn.execute(Q["task_edges"], {"task_uuid": task_uuid})).fetchall()

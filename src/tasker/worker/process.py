@@ -1,0 +1,291 @@
+"""``tasker worker``: claim steps from namespace queues, run their handlers, store results.
+
+Per message the worker does two transactions. The claim (batched over every message read at once) moves steps
+``enqueued → in_progress`` and loads their handler context. The result stores the outcome with its audit row,
+sends the result message to the orchestrator and deletes the step message, all in one commit: a worker that dies
+before it leaves the step ``in_progress`` with its message hidden only until the lease (the message's visibility
+timeout, renewed while the handler runs) runs out; then any worker takes it over and the attempt counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from psycopg_pool import AsyncConnectionPool
+
+from tasker.messaging.pgmq import PgmqTransport
+from tasker.messaging.router import STEP_RESULTS_QUEUE, worker_queue
+from tasker.messaging.transport import Message, Transport
+from tasker.messaging.wakeup import IdleBackoff, Wakeups
+from tasker.model.ids import uuid7
+from tasker.model.machines import StepEvent
+from tasker.model.results import StepResult
+from tasker.model.states import StepState
+from tasker.store.db import Connection, create_pool
+from tasker.store.steps import step_claim_view_many, step_context_many
+from tasker.store.template_cache import TemplateCache
+from tasker.store.transitions import StepAudit, StepChange, step_transition_many
+from tasker.worker.executor import Execution, execute
+from tasker.worker.handler import StepContext
+from tasker.worker.registry import HandlerRegistry, default_registry
+
+log = logging.getLogger("tasker.worker")
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    namespaces: list[str]
+    concurrency: int = 10
+    lease_seconds: int = 30
+    env: str = "development"
+    default_timeout_seconds: float | None = 300.0
+    idle_poll_max_seconds: float = 2.0
+
+
+@dataclass
+class Claim:
+    message: Message
+    step_uuid: UUID
+    attempts: int
+    row: dict[str, Any] = field(default_factory=dict)
+
+
+class Worker:
+    def __init__(
+        self,
+        url: str,
+        config: WorkerConfig,
+        *,
+        registry: HandlerRegistry | None = None,
+        transport: Transport | None = None,
+    ) -> None:
+        self.url = url
+        self.config = config
+        self.registry = registry or default_registry
+        self.transport: Transport = transport or PgmqTransport()
+        self.worker_uuid = uuid7()
+        self.queues = [worker_queue(ns) for ns in config.namespaces]
+        self.templates = TemplateCache(config.env)
+        self.running: dict[UUID, Claim] = {}
+        self.steps_done = 0
+        self._slot_freed = asyncio.Event()
+        self._stopping = False
+        self._pool: AsyncConnectionPool[Connection] | None = None
+        self._threads = ThreadPoolExecutor(max_workers=config.concurrency, thread_name_prefix="tasker-handler")
+
+    @property
+    def pool(self) -> AsyncConnectionPool[Connection]:
+        assert self._pool is not None, "worker is not running"
+        return self._pool
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Work until ``stop`` is set, then finish the running handlers and return."""
+        self._pool = create_pool(self.url, min_size=2, max_size=self.config.concurrency + 3)
+        await self._pool.open()
+        wakeups = Wakeups(self.url, self.queues)
+        await wakeups.start()
+        async with self.pool.connection() as conn:
+            for queue in self.queues:
+                await self.transport.ensure_queue(conn, queue)
+        handlers: set[asyncio.Task[None]] = set()
+        loops = [asyncio.create_task(self._consume(q, wakeups, handlers), name=f"consume-{q}") for q in self.queues]
+        loops.append(asyncio.create_task(self._renew_leases(), name="leases"))
+        log.info("worker %s started on %s", self.worker_uuid, ", ".join(self.queues))
+        try:
+            await stop.wait()
+        finally:
+            self._stopping = True
+            for queue in self.queues:
+                wakeups.notify_local(queue)
+            await asyncio.gather(*loops[:-1], return_exceptions=True)
+            if handlers:
+                await asyncio.gather(*handlers, return_exceptions=True)
+            loops[-1].cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loops[-1]
+            await wakeups.stop()
+            await self._pool.close()
+            self._threads.shutdown(wait=False, cancel_futures=True)
+            log.info("worker %s stopped after %d steps", self.worker_uuid, self.steps_done)
+
+    async def _consume(self, queue: str, wakeups: Wakeups, handlers: set[asyncio.Task[None]]) -> None:
+        idle = IdleBackoff(maximum=self.config.idle_poll_max_seconds)
+        while not self._stopping:
+            free = self.config.concurrency - len(self.running)
+            if free <= 0:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+                continue
+            wakeups.clear(queue)
+            try:
+                claims = await self._receive_and_claim(queue, free)
+            except Exception:
+                log.exception("claiming from %s failed; retrying", queue)
+                await asyncio.sleep(0.5)
+                continue
+            if not claims:
+                await wakeups.wait(queue, idle.idle())
+                continue
+            idle.found_work()
+            for claim in claims:
+                self.running[claim.step_uuid] = claim
+                task = asyncio.create_task(self._run(queue, claim))
+                handlers.add(task)
+                task.add_done_callback(handlers.discard)
+
+    async def _receive_and_claim(self, queue: str, free: int) -> list[Claim]:
+        async with self.pool.connection() as conn:
+            messages = await self.transport.receive(
+                conn, queue, max_messages=free, visibility_seconds=self.config.lease_seconds
+            )
+            if not messages:
+                return []
+            async with conn.transaction():
+                return await self._claim(conn, queue, messages)
+
+    def _claim_change(self, message: Message, view: dict[str, Any] | None) -> StepChange | None:
+        """How to take this message's step, or None when the message is stale (the step moved on)."""
+        if view is None:
+            return None
+        step_uuid = view["workflow_step_uuid"]
+        metadata = {"worker_uuid": self.worker_uuid, "correlation_id": message.body.get("correlation_id")}
+        state = StepState(view["state"])
+        if state is StepState.ENQUEUED:
+            return StepChange(step_uuid, state, [StepEvent.START], metadata, expected_attempts=view["attempts"])
+        if state is StepState.IN_PROGRESS and message.read_count > 1:
+            # visible again while in progress: the holder stopped renewing its lease, so it is gone
+            return StepChange(
+                step_uuid,
+                state,
+                [StepEvent.LEASE_EXPIRED, StepEvent.START],
+                {**metadata, "lease_expired": True},
+                expected_attempts=view["attempts"],
+            )
+        return None
+
+    async def _claim(self, conn: Connection, queue: str, messages: list[Message]) -> list[Claim]:
+        by_step = {UUID(m.body["step_uuid"]): m for m in messages}
+        views = await step_claim_view_many(conn, list(by_step))
+        changes: list[StepChange] = []
+        stale: list[int] = []
+        for step_uuid, message in by_step.items():
+            change = self._claim_change(message, views.get(step_uuid))
+            if change is None:
+                stale.append(message.msg_id)
+            else:
+                changes.append(change)
+        won = await step_transition_many(conn, changes)
+        stale += [by_step[c.step_uuid].msg_id for c in changes if c.step_uuid not in won]
+        await self.transport.ack_many(conn, queue, stale)
+        if not won:
+            return []
+        rows = await step_context_many(conn, list(won))
+        return [Claim(by_step[r["workflow_step_uuid"]], r["workflow_step_uuid"], r["attempts"], r) for r in rows]
+
+    async def _run(self, queue: str, claim: Claim) -> None:
+        try:
+            execution = await self._execute(claim)
+            await self._store(queue, claim, execution)
+            self.steps_done += 1
+        except Exception:
+            log.exception(
+                "step %s: storing its result failed; the lease will expire and it will run again", claim.step_uuid
+            )
+        finally:
+            self.running.pop(claim.step_uuid, None)
+            self._slot_freed.set()
+
+    async def _execute(self, claim: Claim) -> Execution:
+        row = claim.row
+        async with self.pool.connection() as conn:
+            template = await self.templates.get(conn, row["named_task_uuid"])
+        definition = template.step(row["template_step_name"])
+        context = StepContext(
+            task_uuid=row["task_uuid"],
+            step_uuid=row["workflow_step_uuid"],
+            correlation_id=row["correlation_id"],
+            step_name=row["name"],
+            template_step_name=row["template_step_name"],
+            namespace=row["namespace_name"],
+            task_name=row["task_name"],
+            task_version=row["task_version"],
+            input_data=row["context"] or {},
+            step_inputs=row["inputs"] or {},
+            step_config=dict(definition.handler.initialization),
+            dependency_results=row["dependency_results"] or {},
+            attempt=row["attempts"],
+            max_attempts=row["max_attempts"],
+            checkpoint=row["checkpoint"],
+        )
+        timeout = definition.timeout_seconds or self.config.default_timeout_seconds
+        return await execute(
+            self.registry,
+            definition.handler.callable,
+            definition.handler.method,
+            context,
+            timeout_seconds=timeout,
+            pool=self._threads,
+        )
+
+    async def _store(self, queue: str, claim: Claim, execution: Execution) -> None:
+        result: StepResult = execution.result
+        correlation_id = claim.row["correlation_id"]
+        stored = result.stored(
+            step_uuid=str(claim.step_uuid),
+            worker_id=str(self.worker_uuid),
+            execution_time_ms=execution.execution_time_ms,
+            completed_at=datetime.now(UTC).isoformat(),
+        )
+        event = StepEvent.ENQUEUE_FOR_ORCHESTRATION if result.success else StepEvent.ENQUEUE_AS_ERROR_FOR_ORCHESTRATION
+        change = StepChange(
+            claim.step_uuid,
+            StepState.IN_PROGRESS,
+            [event],
+            {"worker_uuid": self.worker_uuid, "correlation_id": correlation_id},
+            expected_attempts=claim.attempts,
+            results=stored,
+            audit=StepAudit(result.success, self.worker_uuid, correlation_id, execution.execution_time_ms),
+        )
+        async with self.pool.connection() as conn, conn.transaction():
+            won = await step_transition_many(conn, [change])
+            if not won:
+                # cancelled, or taken over after our lease ran out: the result is not applied; the message now
+                # belongs to whoever holds the step, so it is left alone
+                log.warning("step %s: late result not applied (the step moved on)", claim.step_uuid)
+                return
+            body = {
+                "task_uuid": str(claim.row["task_uuid"]),
+                "step_uuid": str(claim.step_uuid),
+                "correlation_id": str(correlation_id),
+            }
+            await self.transport.send_many(conn, STEP_RESULTS_QUEUE, [body])
+            await self.transport.ack_many(conn, queue, [claim.message.msg_id])
+
+    async def _renew_leases(self) -> None:
+        """Every third of a lease, push back the visibility timeout of every running step's message."""
+        interval = max(self.config.lease_seconds / 3, 0.2)
+        while True:
+            await asyncio.sleep(interval)
+            by_queue: dict[str, list[int]] = {}
+            for claim in list(self.running.values()):
+                by_queue.setdefault(claim.message.queue, []).append(claim.message.msg_id)
+            if not by_queue:
+                continue
+            started = time.perf_counter()
+            try:
+                async with self.pool.connection() as conn:
+                    for queue, ids in by_queue.items():
+                        await self.transport.extend_many(conn, queue, ids, seconds=self.config.lease_seconds)
+            except Exception:
+                log.exception("renewing leases failed")
+            log.debug(
+                "renewed %d leases in %.1f ms", sum(map(len, by_queue.values())), (time.perf_counter() - started) * 1000
+            )

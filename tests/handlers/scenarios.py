@@ -1,0 +1,50 @@
+"""Single-step handlers for the error scenarios: success, permanent, retryable, retry-then-success."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from tasker import PermanentError as Permanent
+from tasker import RetryableError as Retryable
+from tasker import StepContext, StepHandler
+
+
+class Succeed(StepHandler):
+    def call(self, context: StepContext) -> Any:
+        return {"ok": True, "attempt": context.attempt}
+
+
+class PermanentError(StepHandler):
+    def call(self, context: StepContext) -> Any:
+        raise Permanent("the card was declined", error_code="card_declined")
+
+
+class RetryableError(StepHandler):
+    def call(self, context: StepContext) -> Any:
+        raise Retryable("the gateway is unavailable")
+
+
+class AlwaysFail(StepHandler):
+    def call(self, context: StepContext) -> Any:
+        return self.failure(f"attempt {context.attempt} failed", error_type="retryable_error", retryable=True)
+
+
+class FailTwiceThenSucceed(StepHandler):
+    def call(self, context: StepContext) -> Any:
+        if context.attempt <= 2:
+            raise RuntimeError(f"transient failure on attempt {context.attempt}")
+        return {"succeeded_on_attempt": context.attempt}
+
+
+class Sleep(StepHandler):
+    """Sleeps ``context.sleep_seconds`` (default 1 s); writes its pid to ``context.pid_file`` when given."""
+
+    def call(self, context: StepContext) -> Any:
+        pid_file = context.get_input("pid_file")
+        if pid_file:
+            with open(pid_file, "a") as handle:
+                handle.write(f"{os.getpid()} {context.attempt}\n")
+        time.sleep(float(context.get_input("sleep_seconds", 1.0)))
+        return {"slept": context.get_input("sleep_seconds", 1.0), "attempt": context.attempt}
