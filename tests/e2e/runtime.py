@@ -23,7 +23,10 @@ from tasker.worker.process import Worker, WorkerConfig
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "fixtures" / "templates"
 SETTLED = {
-    TaskState.COMPLETE, TaskState.ERROR, TaskState.CANCELLED, TaskState.RESOLVED_MANUALLY,
+    TaskState.COMPLETE,
+    TaskState.ERROR,
+    TaskState.CANCELLED,
+    TaskState.RESOLVED_MANUALLY,
     TaskState.BLOCKED_BY_FAILURES,
 }
 
@@ -56,14 +59,22 @@ async def step_results(conn: Connection, task_uuid: UUID) -> dict[str, Any]:
 
 
 @asynccontextmanager
-async def running(url: str, namespaces: list[str], *, concurrency: int = 4, lease_seconds: int = 30,
-                  orchestrators: int = 1, workers: int = 1) -> AsyncIterator[None]:
+async def running(
+    url: str,
+    namespaces: list[str],
+    *,
+    concurrency: int = 4,
+    lease_seconds: int = 30,
+    orchestrators: int = 1,
+    workers: int = 1,
+) -> AsyncIterator[None]:
     """Orchestrator(s) and worker(s) running as tasks in this event loop."""
     stop = asyncio.Event()
     services: list[Any] = [Orchestrator(url, OrchestratorConfig(env="test")) for _ in range(orchestrators)]
     services += [
-        Worker(url, WorkerConfig(namespaces=namespaces, concurrency=concurrency, lease_seconds=lease_seconds,
-                                 env="test"))
+        Worker(
+            url, WorkerConfig(namespaces=namespaces, concurrency=concurrency, lease_seconds=lease_seconds, env="test")
+        )
         for _ in range(workers)
     ]
     tasks = [asyncio.create_task(service.run(stop)) for service in services]

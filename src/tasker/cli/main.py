@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import typer
 
-from tasker.cli import db, demo
+from tasker.cli import db, demo, services, task, template
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="Tasker: PostgreSQL-backed workflow orchestration")
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Tasker: PostgreSQL-backed workflow orchestration",
+)
 app.add_typer(db.app, name="db")
+app.add_typer(template.app, name="template")
+app.add_typer(task.app, name="task")
+app.command("orchestrator")(services.orchestrator)
+app.command("worker")(services.worker)
+app.command("serve")(services.serve)
 app.command("demo")(demo.demo)
 
 

@@ -1,0 +1,42 @@
+"""Real ``tasker`` processes for end-to-end tests: started against the test database, always stopped."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+def start(db_url: str, *args: str, log_name: str = "process") -> subprocess.Popen[bytes]:
+    env = {**os.environ, "TASKER_DATABASE_URL": db_url, "TASKER_ENV": "test", "PYTHONPATH": str(ROOT)}
+    log = open(ROOT / ".cache" / f"{log_name}-{os.getpid()}-{len(args)}.log", "ab")  # noqa: SIM115
+    return subprocess.Popen(
+        [sys.executable, "-m", "tasker.cli.main", *args], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+
+
+def stop(process: subprocess.Popen[bytes], timeout: float = 15.0) -> int:
+    """SIGTERM (drain and exit), then SIGKILL if it does not exit in time; returns the exit status."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            return process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    return process.wait()
+
+
+@contextmanager
+def services(db_url: str, *commands: list[str]) -> Iterator[list[subprocess.Popen[bytes]]]:
+    processes = [start(db_url, *command, log_name=command[0]) for command in commands]
+    try:
+        yield processes
+    finally:
+        for process in processes:
+            stop(process)

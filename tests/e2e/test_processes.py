@@ -1,0 +1,124 @@
+"""Orchestrators and workers as real processes: crash recovery, many of each at once, idle cost."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from tasker.store.db import Connection
+from tasker.store.tasks import task_steps
+from tests.e2e.processes import ROOT, services, start, stop
+from tests.e2e.runtime import create, register_fixture_templates, wait_settled
+
+
+@pytest.fixture
+async def registered(conn: Connection) -> Connection:
+    await register_fixture_templates(conn)
+    return conn
+
+
+async def _wait_for_file(path: Path, timeout: float = 20.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_text().strip():
+            return path.read_text()
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"{path} was never written")
+
+
+async def test_killed_worker_step_is_taken_over_within_a_lease(
+    registered: Connection, db_url: str, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "pids"
+    with services(db_url, ["orchestrator"]):
+        doomed = start(db_url, "worker", "-n", "runtime_checks", "--lease-seconds", "2", log_name="doomed")
+        try:
+            created = await create(
+                registered, "runtime_checks", "sleepy_chain", {"sleep_seconds": 3, "pid_file": str(pid_file)}
+            )
+            first = await _wait_for_file(pid_file)
+            assert first.split()[0] == str(doomed.pid)
+            os.kill(doomed.pid, signal.SIGKILL)
+            doomed.wait()
+        finally:
+            stop(doomed)
+        killed_at = time.monotonic()
+        with services(db_url, ["worker", "-n", "runtime_checks", "--lease-seconds", "2"]):
+            task = await wait_settled(registered, created.task_uuid, timeout=40)
+        assert task["state"] == "complete"
+    assert time.monotonic() - killed_at < 30
+    steps = {s["name"]: s for s in await task_steps(registered, created.task_uuid)}
+    first_step = steps["sleepy_first"]
+    assert first_step["attempts"] == 2
+    rows = await (
+        await registered.execute(
+            "SELECT to_state, metadata->>'event' AS event FROM tasker.workflow_step_transitions"
+            " WHERE workflow_step_uuid = %s ORDER BY sort_key",
+            [first_step["workflow_step_uuid"]],
+        )
+    ).fetchall()
+    states = [r["to_state"] for r in rows]
+    assert states.count("complete") == 1
+    assert "lease_expired" in [r["event"] for r in rows]
+    attempts_seen = [line.split()[1] for line in pid_file.read_text().split("\n") if line]
+    assert attempts_seen == ["1", "2"]
+
+
+async def test_two_orchestrators_two_workers_run_200_tasks(registered: Connection, db_url: str) -> None:
+    worker = ["worker", "-n", "diamond_workflow", "--concurrency", "8"]
+    with services(db_url, ["orchestrator"], ["orchestrator"], worker, worker):
+        created = [
+            await create(registered, "diamond_workflow", "diamond_pattern", {"even_number": n}) for n in range(200)
+        ]
+        for task in created:
+            settled = await wait_settled(registered, task.task_uuid, timeout=120)
+            assert settled["state"] == "complete"
+    counts = await (
+        await registered.execute(
+            """
+            SELECT count(*) FILTER (WHERE to_state = 'complete') AS completes,
+                   count(DISTINCT workflow_step_uuid) AS steps,
+                   (SELECT count(*) FROM tasker.tasks WHERE complete) AS tasks_complete
+            FROM tasker.workflow_step_transitions
+            """
+        )
+    ).fetchone()
+    assert counts is not None
+    assert counts["steps"] == 800 and counts["completes"] == 800 and counts["tasks_complete"] == 200
+    per_step = await (
+        await registered.execute(
+            "SELECT max(n) AS most FROM (SELECT count(*) AS n FROM tasker.workflow_step_transitions"
+            " WHERE to_state = 'complete' GROUP BY workflow_step_uuid) c"
+        )
+    ).fetchone()
+    assert per_step is not None and per_step["most"] == 1
+    depth = await (
+        await registered.execute("SELECT coalesce(sum(queue_length), 0) AS depth FROM pgmq.metrics_all()")
+    ).fetchone()
+    assert depth is not None and depth["depth"] == 0
+
+
+async def test_idle_services_cost_almost_nothing(registered: Connection, db_url: str) -> None:
+    async def commits() -> int:
+        await registered.execute("SELECT pg_stat_clear_snapshot()")
+        row = await (
+            await registered.execute("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
+        ).fetchone()
+        assert row is not None
+        return int(row["xact_commit"])
+
+    with services(db_url, ["orchestrator"], ["worker", "-n", "linear_workflow"]) as processes:
+        await asyncio.sleep(4)  # started, migrated, backed off to the idle poll
+        before, started = await commits(), time.monotonic()
+        await asyncio.sleep(8)
+        for process in processes:
+            stop(process)  # exiting backends flush their statistics
+        elapsed = time.monotonic() - started
+    await asyncio.sleep(1.5)
+    per_second = (await commits() - before - 2) / elapsed
+    assert per_second <= 5, f"idle orchestrator + worker ran {per_second:.1f} transactions per second"
