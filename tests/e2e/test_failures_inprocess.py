@@ -3,6 +3,7 @@ missing handlers."""
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -46,7 +47,7 @@ async def test_retry_then_success_waits_the_templates_backoff(registered: Connec
     assert step["state"] == "complete" and step["attempts"] == 3
     assert step["results"]["result"] == {"succeeded_on_attempt": 3}
     starts = await _starts(registered, step["workflow_step_uuid"])
-    gaps = [(b - a).total_seconds() for a, b in zip(starts, starts[1:], strict=False)]
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(starts)]
     # exponential from 100 ms with ±10 % jitter: about 0.1 s, then about 0.2 s
     assert gaps[0] >= 0.09 and gaps[1] >= 0.18, gaps
     audit = await (

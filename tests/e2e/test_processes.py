@@ -12,7 +12,7 @@ import pytest
 
 from tasker.store.db import Connection
 from tasker.store.tasks import task_steps
-from tests.e2e.processes import ROOT, services, start, stop
+from tests.e2e.processes import services, start, stop
 from tests.e2e.runtime import create, register_fixture_templates, wait_settled
 
 
