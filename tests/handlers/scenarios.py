@@ -48,3 +48,19 @@ class Sleep(StepHandler):
                 handle.write(f"{os.getpid()} {context.attempt}\n")
         time.sleep(float(context.get_input("sleep_seconds", 1.0)))
         return {"slept": context.get_input("sleep_seconds", 1.0), "attempt": context.attempt}
+
+
+class FailUntilFixed(StepHandler):
+    """Fails permanently until the file named by ``context.fixed_file`` exists (an operator 'fixed' the cause)."""
+
+    def call(self, context: StepContext) -> Any:
+        if not os.path.exists(context.get_input("fixed_file")):
+            raise Permanent("the upstream account is locked")
+        return {"fixed": True}
+
+
+class ReportParent(StepHandler):
+    """Returns what its parent step returned, so tests see which result dependents received."""
+
+    def call(self, context: StepContext) -> Any:
+        return {"parent_result": context.get_dependency_result(context.get_config("parent"))}

@@ -1,0 +1,98 @@
+"""What operators do to tasks: act on a step (reset for retry, resolve or complete manually) and cancel.
+
+Unlike tasker-core, a step action *resumes* its task: the task leaves ``blocked_by_failures`` (or an ``error``
+reached through the dead-letter queue), every completed result is kept, and the remaining steps run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+from uuid import UUID
+
+from tasker.engine.finalizer import evaluate_task
+from tasker.errors import InvalidTransitionError, NotFoundError
+from tasker.messaging.transport import Transport
+from tasker.model.machines import StepEvent, TaskEvent
+from tasker.model.states import STEP_TERMINAL, TASK_TERMINAL, StepState, TaskState
+from tasker.store.db import Connection
+from tasker.store.tasks import task_get, task_lock, task_steps
+from tasker.store.transitions import StepChange, TaskChange, step_transition, step_transition_many, task_transition
+
+StepAction = Literal["reset_for_retry", "resolve_manually", "complete_manually"]
+_EVENTS: dict[str, StepEvent] = {
+    "reset_for_retry": StepEvent.RESET_FOR_RETRY,
+    "resolve_manually": StepEvent.RESOLVE_MANUALLY,
+    "complete_manually": StepEvent.COMPLETE_MANUALLY,
+}
+
+
+@dataclass(frozen=True)
+class ActionOutcome:
+    step_uuid: UUID
+    step_state: StepState
+    task_state: TaskState
+
+
+async def step_action(
+    conn: Connection,
+    transport: Transport,
+    *,
+    task_uuid: UUID,
+    step_uuid: UUID,
+    action: StepAction,
+    actor: str,
+    reason: str | None = None,
+    results: Any = None,
+) -> ActionOutcome:
+    """Apply an operator's action to one step and resume the task, in one transaction."""
+    async with conn.transaction():
+        task = await task_lock(conn, task_uuid)
+        steps = {s["workflow_step_uuid"]: s for s in await task_steps(conn, task_uuid)}
+        step = steps.get(step_uuid)
+        if step is None:
+            raise NotFoundError(f"task {task_uuid} has no step {step_uuid}")
+        state = StepState(step["state"])
+        if action == "reset_for_retry" and state is not StepState.ERROR:
+            raise InvalidTransitionError(f"only a step in 'error' can be reset for retry; this one is '{state}'")
+        metadata = {"actor": actor, "reason": reason, "action": action}
+        stored = None
+        if action == "complete_manually":
+            stored = {
+                "success": True,
+                "status": "completed",
+                "result": results,
+                "metadata": {"manual": True, **metadata},
+            }
+        outcome = await step_transition(conn, StepChange(step_uuid, state, [_EVENTS[action]], metadata, results=stored))
+        full = await task_get(conn, task_uuid)
+        evaluation = await evaluate_task(
+            conn,
+            transport,
+            task_uuid=task_uuid,
+            state=TaskState(task["state"]),
+            namespace=full["namespace_name"],
+            correlation_id=task["correlation_id"],
+            metadata=metadata,
+            resume=True,
+        )
+    return ActionOutcome(step_uuid, outcome.state, evaluation.state)
+
+
+async def cancel_task(conn: Connection, *, task_uuid: UUID, actor: str, reason: str | None = None) -> TaskState:
+    """Cancel every step that has not finished, then the task; refused when the task has already ended."""
+    async with conn.transaction():
+        task = await task_lock(conn, task_uuid)
+        state = TaskState(task["state"])
+        if state in TASK_TERMINAL:
+            raise InvalidTransitionError(f"task {task_uuid} has already ended ('{state}') and cannot be cancelled")
+        metadata = {"actor": actor, "reason": reason}
+        open_steps = [s for s in await task_steps(conn, task_uuid) if StepState(s["state"]) not in STEP_TERMINAL]
+        await step_transition_many(
+            conn,
+            [
+                StepChange(s["workflow_step_uuid"], StepState(s["state"]), [StepEvent.CANCEL], metadata)
+                for s in open_steps
+            ],
+        )
+        return await task_transition(conn, TaskChange(task_uuid, state, [TaskEvent.CANCEL], metadata))
