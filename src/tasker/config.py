@@ -12,13 +12,21 @@ from pathlib import Path
 from typing import Any
 
 import platformdirs
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 
 def default_data_dir() -> Path:
     """Where the embedded PostgreSQL keeps its data when no database URL is given."""
     return Path(platformdirs.user_data_dir("tasker", appauthor=False))
+
+
+class ApiKey(BaseModel):
+    """One entry of the API key registry: the key and the permissions it grants (``resource:action``, wildcards)."""
+
+    key: SecretStr
+    permissions: list[str] = Field(default_factory=list)
+    description: str | None = None
 
 
 class Settings(BaseSettings):
@@ -34,6 +42,30 @@ class Settings(BaseSettings):
     config_file: Path | None = Field(default=None, description="TOML file read below the environment variables")
     pool_min_size: int = Field(default=1, ge=0)
     pool_max_size: int = Field(default=10, ge=1)
+
+    # REST API (served by `tasker api`)
+    api_host: str = Field(default="127.0.0.1", description="address `tasker api` binds")
+    api_port: int = Field(default=8080, ge=1, le=65535, description="port `tasker api` binds")
+    api_max_body_bytes: int = Field(default=1_048_576, ge=1024, description="larger request bodies get 413")
+    backpressure_queue_depth: int = Field(
+        default=5000, ge=0, description="POST /v1/tasks answers 503 when a queue it feeds holds this many (0: off)"
+    )
+    backpressure_retry_after_seconds: int = Field(default=5, ge=1)
+
+    # authentication of the REST API (off by default; when off every permission check passes)
+    auth_enabled: bool = False
+    api_key_header: str = "X-API-Key"
+    api_keys: list[ApiKey] = Field(default_factory=list, description="registry of API keys and their permissions")
+    jwt_public_key: SecretStr | None = Field(default=None, description="PEM public key verifying RS256 bearer tokens")
+    jwt_issuer: str = "tasker-core"
+    jwt_audience: str = "tasker-api"
+    jwt_permissions_claim: str = "permissions"
+    jwt_allowed_algorithms: list[str] = Field(default_factory=lambda: ["RS256"])
+
+    # clients (CLI): talk to this API instead of the database when set
+    api_url: str | None = Field(default=None, description="REST API base URL used by the CLI when set")
+    api_key: SecretStr | None = Field(default=None, description="API key the CLI and client send")
+    auth_token: SecretStr | None = Field(default=None, description="bearer token the CLI and client send")
 
     @classmethod
     def settings_customise_sources(

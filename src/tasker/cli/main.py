@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from tasker.cli import db, demo, services, task, template
+from tasker.cli import api, db, demo, services, task, template
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -19,6 +19,7 @@ app.command("orchestrator")(services.orchestrator)
 app.command("worker")(services.worker)
 app.command("serve")(services.serve)
 app.command("demo")(demo.demo)
+app.command("api")(api.api)
 
 
 if __name__ == "__main__":

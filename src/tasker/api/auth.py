@@ -1,0 +1,94 @@
+"""Authentication (API keys, RS256 JWT bearer tokens) and ``resource:action`` permissions with wildcards.
+
+Off by default: every check passes. Keys and tokens are never logged nor echoed in error bodies.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable, Iterable
+
+import jwt
+from fastapi import Request
+
+from tasker.api.errors import ApiError
+from tasker.config import Settings
+
+PERMISSIONS = (
+    "tasks:create", "tasks:read", "tasks:list", "tasks:cancel", "tasks:context_read",
+    "steps:read", "steps:resolve",
+    "dlq:read", "dlq:update", "dlq:stats",
+    "templates:read", "templates:validate",
+    "system:config_read", "system:handlers_read", "system:analytics_read",
+    "worker:config_read", "worker:templates_read",
+)  # fmt: skip
+
+
+def grants(held: Iterable[str], needed: str) -> bool:
+    """``*`` grants everything, ``tasks:*`` every action on tasks, otherwise the exact permission."""
+    resource = needed.split(":", 1)[0]
+    return any(p == "*" or p == needed or p == f"{resource}:*" for p in held)
+
+
+def _unauthorized(message: str) -> ApiError:
+    return ApiError(401, "UNAUTHORIZED", message, headers={"WWW-Authenticate": "Bearer"})
+
+
+def _from_api_key(settings: Settings, presented: str) -> list[str]:
+    for entry in settings.api_keys:
+        if hmac.compare_digest(entry.key.get_secret_value().encode(), presented.encode()):
+            return list(entry.permissions)
+    raise _unauthorized("invalid API key")
+
+
+def _from_token(settings: Settings, token: str) -> list[str]:
+    if settings.jwt_public_key is None:
+        raise _unauthorized("bearer tokens are not accepted: no JWT public key is configured")
+    try:
+        claims = jwt.decode(
+            token,
+            settings.jwt_public_key.get_secret_value(),
+            algorithms=settings.jwt_allowed_algorithms,
+            audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer,
+            options={"require": ["exp"]},
+        )
+    except jwt.ExpiredSignatureError:
+        raise _unauthorized("the bearer token has expired") from None
+    except jwt.InvalidAudienceError:
+        raise _unauthorized("the bearer token is not meant for this API (audience)") from None
+    except jwt.InvalidIssuerError:
+        raise _unauthorized("the bearer token has the wrong issuer") from None
+    except jwt.PyJWTError:
+        raise _unauthorized("invalid bearer token") from None
+    permissions = claims.get(settings.jwt_permissions_claim, [])
+    if isinstance(permissions, str):
+        permissions = permissions.split()
+    if not isinstance(permissions, list):
+        raise _unauthorized("the bearer token's permissions claim is not a list")
+    return [str(p) for p in permissions]
+
+
+def permissions_of(settings: Settings, request: Request) -> list[str]:
+    presented = request.headers.get(settings.api_key_header)
+    if presented:
+        return _from_api_key(settings, presented)
+    authorization = request.headers.get("authorization", "")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return _from_token(settings, token.strip())
+    raise _unauthorized(f"credentials required: send an API key in {settings.api_key_header} or a bearer token")
+
+
+def require(permission: str) -> Callable[[Request], Awaitable[None]]:
+    """A route dependency: 401 without valid credentials, 403 without the permission (auth off: passes)."""
+
+    async def check(request: Request) -> None:
+        settings: Settings = request.app.state.settings
+        if not settings.auth_enabled:
+            return
+        held = permissions_of(settings, request)
+        if not grants(held, permission):
+            raise ApiError(403, "FORBIDDEN", f"missing permission {permission}")
+
+    return check
