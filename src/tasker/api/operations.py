@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime, timedelta
-from typing import Any
 from uuid import UUID
 
 from pydantic import ValidationError
@@ -281,20 +280,3 @@ async def bottlenecks(
         ),
         recommendations=recommendations,
     )
-
-
-def describe_settings(values: dict[str, Any]) -> dict[str, Any]:
-    """Settings as plain JSON with secrets shown as ``**********``."""
-    return {k: _redact(v) for k, v in values.items()}
-
-
-def _redact(value: Any) -> Any:
-    from pydantic import SecretStr
-
-    if isinstance(value, SecretStr):
-        return "**********" if value.get_secret_value() else ""
-    if isinstance(value, dict):
-        return {k: _redact(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_redact(v) for v in value]
-    return value

@@ -1,37 +1,97 @@
-"""``tasker task create|get|steps|wait``: tasks straight from the database."""
+"""``tasker task ...``: create, inspect, act on and follow tasks, through the API or straight on the database."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from typing import Annotated, Any
 from uuid import UUID
 
 import typer
+from pydantic import BaseModel
+from rich.live import Live
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.tree import Tree
 
-from tasker.cli.common import console, database_url, handle_errors, print_json, run, settings
-from tasker.engine.task_requests import create_task
+from tasker.cli import backend as backends
+from tasker.cli.common import console, handle_errors, print_json
 from tasker.errors import InvalidTaskRequestError
-from tasker.messaging.pgmq import PgmqTransport
+from tasker.model import wire
 from tasker.model.requests import TaskRequest
 from tasker.model.states import TASK_TERMINAL, TaskState
-from tasker.store.db import connection
-from tasker.store.tasks import task_get, task_steps
 
-app = typer.Typer(no_args_is_help=True, help="Tasks: create, inspect, wait")
+app = typer.Typer(no_args_is_help=True, help="Tasks: create, list, inspect, act on steps, wait, visualize")
 JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable output")]
+ReasonOption = Annotated[str | None, typer.Option("--reason", help="why (kept in the step's history)")]
+ByOption = Annotated[str, typer.Option("--by", help="who is acting")]
+
+STATE_STYLE = {
+    "complete": "green",
+    "resolved_manually": "green",
+    "error": "red",
+    "blocked_by_failures": "red",
+    "cancelled": "yellow",
+    "in_progress": "cyan",
+    "enqueued": "cyan",
+    "steps_in_process": "cyan",
+    "waiting_for_retry": "magenta",
+}
 
 
-def _context(text: str) -> dict[str, Any]:
+@app.callback()
+def options(
+    api_url: Annotated[
+        str | None, typer.Option("--api-url", envvar="TASKER_API_URL", help="use this REST API, not the database")
+    ] = None,
+    api_key: Annotated[str | None, typer.Option("--api-key", envvar="TASKER_API_KEY", help="API key")] = None,
+    token: Annotated[str | None, typer.Option("--token", envvar="TASKER_AUTH_TOKEN", help="bearer token")] = None,
+) -> None:
+    """Without --api-url (or TASKER_API_URL) the commands work on TASKER_DATABASE_URL directly."""
+    backends.configure(api_url, api_key, token)
+
+
+def _json_object(text: str, option: str) -> Any:
     try:
-        value = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InvalidTaskRequestError(f"--context is not valid JSON: {exc}") from exc
-    if not isinstance(value, dict):
-        raise InvalidTaskRequestError("--context must be a JSON object")
-    return value
+        raise InvalidTaskRequestError(f"{option} is not valid JSON: {exc}") from exc
+
+
+def _dump(value: BaseModel | list[Any]) -> None:
+    if isinstance(value, list):
+        print_json([v.model_dump(mode="json") for v in value])
+    else:
+        print_json(value.model_dump(mode="json"))
+
+
+def _styled(state: str) -> str:
+    style = STATE_STYLE.get(state)
+    return f"[{style}]{state}[/{style}]" if style else state
+
+
+def _steps_table(steps: list[wire.StepResponse]) -> Table:
+    table = Table("step", "state", "attempts", "ready", "step_uuid", "result")
+    for step in steps:
+        result = json.dumps((step.results or {}).get("result") if isinstance(step.results, dict) else step.results)
+        table.add_row(
+            step.name,
+            _styled(step.current_state),
+            f"{step.attempts}/{step.max_attempts}",
+            "yes" if step.ready_for_execution else "",
+            str(step.step_uuid),
+            result[:50],
+        )
+    return table
+
+
+def _show_task(task: wire.TaskResponse) -> None:
+    console.print(
+        f"task {task.task_uuid} {task.namespace}/{task.name}:{task.version} [bold]{_styled(task.status)}[/bold]"
+        f" ({task.completed_steps}/{task.total_steps} steps complete, {task.execution_status})"
+    )
+    if task.steps:
+        console.print(_steps_table(task.steps))
 
 
 @app.command("create")
@@ -42,80 +102,264 @@ def create(
     version: Annotated[str, typer.Option()] = "1.0.0",
     context: Annotated[str, typer.Option(help="the task's input as a JSON object")] = "{}",
     initiator: Annotated[str | None, typer.Option()] = None,
+    source_system: Annotated[str | None, typer.Option()] = None,
+    reason: Annotated[str | None, typer.Option()] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="repeatable")] = None,
+    priority: Annotated[int, typer.Option(min=-100, max=100)] = 0,
     idempotency_key: Annotated[str | None, typer.Option()] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Create a task from a registered template; its first steps are enqueued when this returns."""
+    value = _json_object(context, "--context")
+    if not isinstance(value, dict):
+        raise InvalidTaskRequestError("--context must be a JSON object")
     request = TaskRequest(
         namespace=namespace,
         name=name,
         version=version,
-        context=_context(context),
+        context=value,
         initiator=initiator,
+        source_system=source_system,
+        reason=reason,
+        tags=tag or [],
+        priority=priority,
         idempotency_key=idempotency_key,
     )
-
-    async def _create() -> dict[str, Any]:
-        async with connection(database_url()) as conn:
-            created = await create_task(conn, PgmqTransport(), request, env=settings().env)
-        return {
-            "task_uuid": str(created.task_uuid),
-            "state": created.state,
-            "steps": len(created.step_uuids),
-            "correlation_id": str(created.correlation_id),
-        }
-
-    row = run(_create())
+    task = backends.backend().create_task(request)
     if as_json:
-        print_json(row)
+        _dump(task)
     else:
-        console.print(f"created task {row['task_uuid']} ({row['state']}, {row['steps']} steps)")
-
-
-async def _load(task_uuid: UUID) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    async with connection(database_url()) as conn:
-        return await task_get(conn, task_uuid), await task_steps(conn, task_uuid)
-
-
-def _steps_table(steps: list[dict[str, Any]]) -> Table:
-    table = Table("step", "state", "attempts", "result")
-    for step in steps:
-        result = json.dumps((step["results"] or {}).get("result"), default=str)
-        table.add_row(step["name"], step["state"], f"{step['attempts']}/{step['max_attempts']}", result[:60])
-    return table
+        console.print(f"created task {task.task_uuid} ({task.status}, {task.total_steps} steps)")
 
 
 @app.command("get")
 @handle_errors
 def get(task_uuid: UUID, as_json: JsonOption = False) -> None:
     """Show a task and its steps."""
-    task, steps = run(_load(task_uuid))
+    task = backends.backend().get_task(task_uuid)
     if as_json:
-        print_json({**task, "steps": steps})
+        _dump(task)
+    else:
+        _show_task(task)
+
+
+@app.command("list")
+@handle_errors
+def list_tasks(
+    namespace: Annotated[str | None, typer.Option()] = None,
+    name: Annotated[str | None, typer.Option()] = None,
+    status: Annotated[str | None, typer.Option(help="current task state")] = None,
+    page: Annotated[int, typer.Option(min=1)] = 1,
+    per_page: Annotated[int, typer.Option(min=1, max=100)] = 25,
+    as_json: JsonOption = False,
+) -> None:
+    """List tasks, newest first."""
+    found = backends.backend().list_tasks(namespace=namespace, name=name, status=status, page=page, per_page=per_page)
+    if as_json:
+        _dump(found)
         return
-    console.print(
-        f"task {task['task_uuid']} {task['namespace_name']}/{task['task_name']}:{task['task_version']}"
-        f" [bold]{task['state']}[/bold]"
+    table = Table("task_uuid", "template", "status", "steps", "created_at")
+    for task in found.tasks:
+        table.add_row(
+            str(task.task_uuid),
+            f"{task.namespace}/{task.name}:{task.version}",
+            _styled(task.status),
+            f"{task.completed_steps}/{task.total_steps}",
+            task.created_at.isoformat(timespec="seconds"),
+        )
+    console.print(table)
+    p = found.pagination
+    console.print(f"page {p.page} of {p.total_pages} ({p.total_count} tasks)")
+
+
+@app.command("cancel")
+@handle_errors
+def cancel(task_uuid: UUID, as_json: JsonOption = False) -> None:
+    """Cancel a task that has not ended (its open steps are cancelled too)."""
+    task = backends.backend().cancel_task(task_uuid)
+    if as_json:
+        _dump(task)
+    else:
+        console.print(f"task {task.task_uuid}: {_styled(task.status)}")
+
+
+@app.command("steps")
+@handle_errors
+def steps(task_uuid: UUID, as_json: JsonOption = False) -> None:
+    """List a task's steps."""
+    found = backends.backend().list_steps(task_uuid)
+    if as_json:
+        _dump(found)
+    else:
+        console.print(_steps_table(found))
+
+
+@app.command("step")
+@handle_errors
+def step(task_uuid: UUID, step_uuid: UUID, as_json: JsonOption = False) -> None:
+    """Show one step."""
+    found = backends.backend().get_step(task_uuid, step_uuid)
+    if as_json:
+        _dump(found)
+    else:
+        console.print(_steps_table([found]))
+
+
+def _act(task_uuid: UUID, step_uuid: UUID, action: wire.StepActionRequest, as_json: bool) -> None:
+    found = backends.backend().step_action(task_uuid, step_uuid, action)
+    if as_json:
+        _dump(found)
+    else:
+        console.print(f"step {found.name} ({found.step_uuid}): {_styled(found.current_state)}")
+
+
+@app.command("reset-step")
+@handle_errors
+def reset_step(
+    task_uuid: UUID, step_uuid: UUID, by: ByOption, reason: ReasonOption = None, as_json: JsonOption = False
+) -> None:
+    """Run a failed step again (attempts start over); the task resumes."""
+    _act(
+        task_uuid, step_uuid, wire.StepActionRequest(action_type="reset_for_retry", reason=reason, reset_by=by), as_json
     )
-    console.print(_steps_table(steps))
+
+
+@app.command("resolve-step")
+@handle_errors
+def resolve_step(
+    task_uuid: UUID, step_uuid: UUID, by: ByOption, reason: ReasonOption = None, as_json: JsonOption = False
+) -> None:
+    """Mark a step resolved by hand; its dependents run and the task resumes."""
+    action = wire.StepActionRequest(action_type="resolve_manually", reason=reason, resolved_by=by)
+    _act(task_uuid, step_uuid, action, as_json)
+
+
+@app.command("complete-step")
+@handle_errors
+def complete_step(
+    task_uuid: UUID,
+    step_uuid: UUID,
+    by: ByOption,
+    result: Annotated[str, typer.Option("--result", help="the step's result as JSON")] = "null",
+    reason: ReasonOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Complete a step by hand with a result its dependents will see; the task resumes."""
+    data = {"result": _json_object(result, "--result")}
+    action = wire.StepActionRequest(
+        action_type="complete_manually", completion_data=data, reason=reason, completed_by=by
+    )
+    _act(task_uuid, step_uuid, action, as_json)
+
+
+@app.command("audit")
+@handle_errors
+def audit(task_uuid: UUID, step_uuid: UUID, as_json: JsonOption = False) -> None:
+    """The result audit trail of a step (one row per attempt that stored a result), newest first."""
+    rows = backends.backend().step_audit(task_uuid, step_uuid)
+    if as_json:
+        _dump(rows)
+        return
+    table = Table("recorded_at", "success", "ms", "transition", "worker_uuid")
+    for row in rows:
+        table.add_row(
+            row.recorded_at.isoformat(timespec="milliseconds"),
+            "[green]yes[/green]" if row.success else "[red]no[/red]",
+            str(row.execution_time_ms if row.execution_time_ms is not None else ""),
+            f"{row.from_state} → {row.to_state}",
+            str(row.worker_uuid or ""),
+        )
+    console.print(table)
+
+
+def _finished(task: wire.TaskResponse) -> bool:
+    return TaskState(task.status) in TASK_TERMINAL or task.status == TaskState.BLOCKED_BY_FAILURES
 
 
 @app.command("wait")
 @handle_errors
-def wait(task_uuid: UUID, timeout: Annotated[float, typer.Option(help="seconds")] = 300.0) -> None:
-    """Wait until the task ends; exit status 0 when complete, 1 otherwise."""
-
-    async def _wait() -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        async with connection(database_url()) as conn:
-            while True:
-                task = await task_get(conn, task_uuid)
-                state = TaskState(task["state"])
-                if state in TASK_TERMINAL or state is TaskState.BLOCKED_BY_FAILURES or time.monotonic() > deadline:
-                    return task
-                await asyncio.sleep(0.1)
-
-    task = run(_wait())
-    console.print(f"task {task_uuid}: {task['state']}")
-    if task["state"] != TaskState.COMPLETE:
+def wait(
+    task_uuid: UUID,
+    timeout: Annotated[float, typer.Option(help="seconds")] = 300.0,
+    interval: Annotated[float, typer.Option(help="seconds between polls")] = 0.25,
+    as_json: JsonOption = False,
+) -> None:
+    """Follow a task with a live progress display until it ends; exit 0 when complete, 1 otherwise."""
+    source = backends.backend()
+    deadline = time.monotonic() + timeout
+    progress = Progress(
+        TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(), console=console
+    )
+    bar = progress.add_task(str(task_uuid), total=None)
+    with Live(progress, console=console, transient=as_json, refresh_per_second=8):
+        while True:
+            task = source.get_task(task_uuid)
+            progress.update(
+                bar,
+                total=task.total_steps or None,
+                completed=task.completed_steps,
+                description=f"{task.name} [bold]{_styled(task.status)}[/bold]",
+            )
+            if _finished(task) or time.monotonic() > deadline:
+                break
+            time.sleep(interval)
+    if as_json:
+        _dump(task)
+    else:
+        console.print(f"task {task_uuid}: {_styled(task.status)}")
+    if task.status != TaskState.COMPLETE:
         raise typer.Exit(1)
+
+
+def mermaid(summary: wire.TaskSummaryResponse) -> str:
+    """The task's DAG as a Mermaid flowchart, each node labelled and classed by its step's state."""
+    ids = {s.name: f"s{i}" for i, s in enumerate(summary.steps)}
+    lines = ["flowchart TD"]
+    for s in summary.steps:
+        lines.append(f'    {ids[s.name]}["{s.name}<br/>{s.current_state}"]:::{s.current_state}')
+    for edge in summary.edges:
+        lines.append(f"    {ids[edge.from_step]} --> {ids[edge.to_step]}")
+    colours = {"complete": "#c8e6c9", "error": "#ffcdd2", "in_progress": "#bbdefb", "enqueued": "#bbdefb"}
+    for state, colour in colours.items():
+        lines.append(f"    classDef {state} fill:{colour}")
+    return "\n".join(lines)
+
+
+def tree(summary: wire.TaskSummaryResponse) -> Tree:
+    """The DAG as a terminal tree from its roots (a step with several parents appears under each)."""
+    children: dict[str, list[str]] = {}
+    parents: set[str] = set()
+    for edge in summary.edges:
+        children.setdefault(edge.from_step, []).append(edge.to_step)
+        parents.add(edge.to_step)
+    states = {s.name: s.current_state for s in summary.steps}
+    task = summary.task
+    root = Tree(f"[bold]{task.namespace}/{task.name}:{task.version}[/bold] {_styled(task.status)}")
+
+    def add(node: Tree, name: str) -> None:
+        branch = node.add(f"{name} {_styled(states.get(name, '?'))}")
+        for child in children.get(name, []):
+            add(branch, child)
+
+    for s in summary.steps:
+        if s.name not in parents:
+            add(root, s.name)
+    return root
+
+
+@app.command("visualize")
+@handle_errors
+def visualize(
+    task_uuid: UUID,
+    output_format: Annotated[str, typer.Option("--format", help="mermaid, tree or both")] = "both",
+    as_json: JsonOption = False,
+) -> None:
+    """Print the task's DAG with step states, as a Mermaid flowchart and as a tree."""
+    summary = backends.backend().task_summary(task_uuid)
+    if as_json:
+        print_json({"mermaid": mermaid(summary), "summary": summary.model_dump(mode="json")})
+        return
+    if output_format in ("mermaid", "both"):
+        console.print(mermaid(summary), markup=False, highlight=False)
+    if output_format in ("tree", "both"):
+        console.print(tree(summary))

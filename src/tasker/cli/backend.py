@@ -1,0 +1,140 @@
+"""Where the CLI's task commands go: the REST API (``--api-url`` / ``TASKER_API_URL``) or the database directly.
+
+Both backends have the same methods and return the same wire models, so each command is written once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar
+from uuid import UUID
+
+from tasker.api import operations
+from tasker.cli.common import database_url, run, settings
+from tasker.client import TaskerClient
+from tasker.messaging.pgmq import PgmqTransport
+from tasker.model import wire
+from tasker.model.requests import TaskRequest
+from tasker.store.db import Connection, connection
+from tasker.store.listing import TaskFilter
+
+T = TypeVar("T")
+
+
+class Backend(Protocol):
+    def create_task(self, request: TaskRequest | dict[str, Any]) -> wire.TaskResponse: ...
+    def list_tasks(
+        self,
+        *,
+        namespace: str | None = None,
+        name: str | None = None,
+        status: str | None = None,
+        initiator: str | None = None,
+        source_system: str | None = None,
+        page: int = 1,
+        per_page: int = 25,
+    ) -> wire.TaskListResponse: ...
+    def get_task(self, task_uuid: UUID | str) -> wire.TaskResponse: ...
+    def cancel_task(self, task_uuid: UUID | str) -> wire.TaskResponse: ...
+    def task_summary(self, task_uuid: UUID | str) -> wire.TaskSummaryResponse: ...
+    def list_steps(self, task_uuid: UUID | str) -> list[wire.StepResponse]: ...
+    def get_step(self, task_uuid: UUID | str, step_uuid: UUID | str) -> wire.StepResponse: ...
+    def step_action(
+        self, task_uuid: UUID | str, step_uuid: UUID | str, action: wire.StepActionRequest
+    ) -> wire.StepResponse: ...
+    def step_audit(self, task_uuid: UUID | str, step_uuid: UUID | str) -> list[wire.StepAuditResponse]: ...
+    def health(self, which: str = "") -> wire.HealthResponse: ...
+
+
+def _uuid(value: UUID | str) -> UUID:
+    return value if isinstance(value, UUID) else UUID(str(value))
+
+
+class DirectBackend:
+    """Runs the API's operations on a database connection of its own, one connection per call."""
+
+    def __init__(self, url: str | None = None) -> None:
+        self.url = url or database_url()
+        self.env = settings().env
+
+    def _run(self, operation: Callable[[Connection], Awaitable[T]]) -> T:
+        async def _call() -> T:
+            async with connection(self.url) as conn:
+                return await operation(conn)
+
+        return run(_call())
+
+    def create_task(self, request: TaskRequest | dict[str, Any]) -> wire.TaskResponse:
+        parsed = request if isinstance(request, TaskRequest) else TaskRequest.model_validate(request)
+        return self._run(lambda conn: operations.create(conn, PgmqTransport(), parsed, env=self.env))
+
+    def list_tasks(
+        self,
+        *,
+        namespace: str | None = None,
+        name: str | None = None,
+        status: str | None = None,
+        initiator: str | None = None,
+        source_system: str | None = None,
+        page: int = 1,
+        per_page: int = 25,
+    ) -> wire.TaskListResponse:
+        where = TaskFilter(namespace, name, status, initiator, source_system)
+        return self._run(lambda conn: operations.list_tasks(conn, where, page=page, per_page=per_page))
+
+    def get_task(self, task_uuid: UUID | str) -> wire.TaskResponse:
+        return self._run(lambda conn: operations.get_task(conn, _uuid(task_uuid)))
+
+    def cancel_task(self, task_uuid: UUID | str) -> wire.TaskResponse:
+        return self._run(lambda conn: operations.cancel(conn, _uuid(task_uuid), actor="cli"))
+
+    def task_summary(self, task_uuid: UUID | str) -> wire.TaskSummaryResponse:
+        return self._run(lambda conn: operations.summary(conn, _uuid(task_uuid)))
+
+    def list_steps(self, task_uuid: UUID | str) -> list[wire.StepResponse]:
+        return self._run(lambda conn: operations.list_steps(conn, _uuid(task_uuid)))
+
+    def get_step(self, task_uuid: UUID | str, step_uuid: UUID | str) -> wire.StepResponse:
+        return self._run(lambda conn: operations.get_step(conn, _uuid(task_uuid), _uuid(step_uuid)))
+
+    def step_action(
+        self, task_uuid: UUID | str, step_uuid: UUID | str, action: wire.StepActionRequest
+    ) -> wire.StepResponse:
+        return self._run(
+            lambda conn: operations.act_on_step(conn, PgmqTransport(), _uuid(task_uuid), _uuid(step_uuid), action)
+        )
+
+    def step_audit(self, task_uuid: UUID | str, step_uuid: UUID | str) -> list[wire.StepAuditResponse]:
+        return self._run(lambda conn: operations.audit(conn, _uuid(task_uuid), _uuid(step_uuid)))
+
+    def health(self, which: str = "") -> wire.HealthResponse:
+        from datetime import UTC, datetime
+
+        async def _check(conn: Connection) -> wire.HealthResponse:
+            counts = await operations.health_counts(conn)
+            return wire.HealthResponse(
+                status="healthy",
+                timestamp=datetime.now(UTC),
+                checks={"database": wire.HealthCheck(status="healthy", message="database reachable")},
+                info={"system_health": counts.model_dump(), "mode": "direct database"},
+            )
+
+        return self._run(_check)
+
+
+_options: dict[str, str | None] = {"api_url": None, "api_key": None, "token": None}
+
+
+def configure(api_url: str | None, api_key: str | None, token: str | None) -> None:
+    _options.update(api_url=api_url, api_key=api_key, token=token)
+
+
+def backend() -> Backend:
+    """The API client when an API URL is given (option or settings), otherwise the database."""
+    current = settings()
+    url = _options["api_url"] or current.api_url
+    if not url:
+        return DirectBackend()
+    key = _options["api_key"] or (current.api_key.get_secret_value() if current.api_key else None)
+    token = _options["token"] or (current.auth_token.get_secret_value() if current.auth_token else None)
+    return TaskerClient(url, api_key=key, token=token, api_key_header=current.api_key_header)
