@@ -6,6 +6,7 @@ transition (time in state) or their row (age), so thresholds of minutes are test
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 from uuid import UUID, uuid4
@@ -15,7 +16,7 @@ import pytest
 from tasker.errors import NotFoundError
 from tasker.model.machines import StepEvent, TaskEvent
 from tasker.model.states import StepState, TaskState
-from tasker.store.db import Connection
+from tasker.store.db import Connection, connect
 from tasker.store.dlq import (
     InvalidDlqRequestError,
     StalenessThresholds,
@@ -475,3 +476,50 @@ async def test_investigation_queue_orders_by_priority_score(conn: Connection) ->
     assert first["current_state"] == "steps_in_process"
     assert first["task_name"] == "factory"
     assert len(await dlq_investigation_queue(conn, limit=2)) == 2
+
+
+# --- the CLI (in process, against the same database) ----------------------------------------------------------
+
+
+def test_cli_list_get_update_stats(db_url: str) -> None:
+    from typer.testing import CliRunner
+
+    from tasker.cli.dlq import app
+
+    async def setup() -> tuple[UUID, UUID]:
+        conn = await connect(db_url)
+        try:
+            task_uuid, _ = await task_in(conn, TaskState.STEPS_IN_PROCESS)
+            entry = await dlq_create_entry(
+                conn, task_uuid, reason="staleness_timeout", original_state="steps_in_process"
+            )
+            assert entry is not None
+            return task_uuid, entry
+        finally:
+            await conn.close()
+
+    task_uuid, entry_uuid = asyncio.run(setup())
+    runner = CliRunner()
+    env = {"TASKER_DATABASE_URL": db_url}
+
+    def cli(*args: str) -> Any:
+        result = runner.invoke(app, [*args, "--json"], env=env)
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    listed = cli("list", "--status", "pending")
+    assert listed["total"] == 1 and listed["entries"][0]["dlq_entry_uuid"] == str(entry_uuid)
+    assert cli("get", str(task_uuid))["dlq_entry_uuid"] == str(entry_uuid)
+    assert cli("get", str(entry_uuid))["task_uuid"] == str(task_uuid)
+    updated = cli("update", str(entry_uuid), "--status", "cancelled", "--resolved-by", "bob", "--metadata", '{"k": 1}')
+    assert (updated["resolution_status"], updated["resolved_by"], updated["metadata"]) == ("cancelled", "bob", {"k": 1})
+    (row,) = cli("stats")
+    assert (row["dlq_reason"], row["total_entries"], row["cancelled"]) == ("staleness_timeout", 1, 1)
+    assert cli("queue") == []
+    assert cli("sweep", "--dry-run") == []
+
+    refused = runner.invoke(app, ["update", str(entry_uuid), "--status", "fixed"], env=env)
+    assert refused.exit_code == 1
+    assert "unknown resolution status 'fixed'" in refused.stderr
+    human = runner.invoke(app, ["get", str(entry_uuid)], env=env)
+    assert human.exit_code == 0 and "cancelled" in human.stdout
