@@ -14,7 +14,7 @@ from tasker.model.states import StepState
 from tasker.store.db import Connection
 from tasker.store.transitions import StepChange, step_transition_many
 
-_ENQUEUE_EVENTS = {
+ENQUEUE_EVENTS = {
     StepState.PENDING: [StepEvent.ENQUEUE],
     StepState.WAITING_FOR_RETRY: [StepEvent.RETRY, StepEvent.ENQUEUE],
 }
@@ -37,9 +37,9 @@ async def enqueue_steps(
 ) -> list[UUID]:
     """Enqueue the given (step, current state) pairs; returns the steps this call enqueued."""
     changes = [
-        StepChange(step_uuid, state, _ENQUEUE_EVENTS[state], metadata)
+        StepChange(step_uuid, state, ENQUEUE_EVENTS[state], metadata)
         for step_uuid, state in steps
-        if state in _ENQUEUE_EVENTS
+        if state in ENQUEUE_EVENTS
     ]
     won = await step_transition_many(conn, changes)
     if won:

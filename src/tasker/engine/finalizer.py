@@ -1,17 +1,24 @@
 """A task's next state from its steps: enqueue what is ready, then move the task where its steps say it is.
 
-Called with the task row locked (``store.tasks.task_lock``), so two orchestrators finishing sibling steps at the
-same moment are serialised and the second sees the first's commit: a fan-in step is never missed.
+Planning is a pure function of the task's state and its steps' readiness rows; applying a batch of plans queues
+one statement whatever the batch size (the step compare-and-swaps, the sends, the task compare-and-swaps and the
+acknowledgements), so result processing stays at a fixed number of round trips per batch.
+
+Callers hold the task row lock (``store.tasks.task_lock*``), so two orchestrators finishing sibling steps at the
+same moment are serialised and the second sees the first's commit: a fan-in step is never missed. Under that lock
+only this transaction moves the task's steps out of ``pending``/``waiting_for_retry`` and only it moves the task,
+so those compare-and-swaps cannot lose, and their messages can go out in the same statement.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from tasker.engine.enqueuer import enqueue_steps
+from tasker.engine.enqueuer import ENQUEUE_EVENTS
+from tasker.messaging.router import STEP_RESULTS_QUEUE, channel, worker_queue
 from tasker.messaging.transport import Transport
 from tasker.model.machines import ORCHESTRATION_EVENTS, TaskEvent, task_route
 from tasker.model.states import (
@@ -23,13 +30,27 @@ from tasker.model.states import (
 )
 from tasker.store.db import Connection
 from tasker.store.steps import step_readiness
-from tasker.store.transitions import TaskChange, task_transition
+from tasker.store.tasks import Delivery
+from tasker.store.transitions import StepChange, TaskChange
 
 
 @dataclass(frozen=True)
 class Evaluation:
     state: TaskState
     enqueued: list[UUID]
+
+
+@dataclass(frozen=True)
+class TaskPlan:
+    """What evaluating one task decided: steps to enqueue and the events that move the task."""
+
+    task_uuid: UUID
+    state: TaskState
+    goal: TaskState
+    events: list[TaskEvent]
+    enqueue: list[tuple[UUID, StepState]]
+    namespace: str
+    correlation_id: UUID
 
 
 def goal_state(states: Iterable[StepState]) -> TaskState:
@@ -46,6 +67,66 @@ def goal_state(states: Iterable[StepState]) -> TaskState:
     return TaskState.WAITING_FOR_DEPENDENCIES
 
 
+def plan_task(
+    *,
+    task_uuid: UUID,
+    state: TaskState,
+    readiness: Sequence[dict[str, Any]],
+    namespace: str,
+    correlation_id: UUID,
+    resume: bool = False,
+) -> TaskPlan | None:
+    """Decide, from the task's readiness rows, what to enqueue and where the task goes; None when it rests.
+
+    ``resume`` lets an operator's action revive a task that is blocked or in error.
+    """
+    if state in TASK_TERMINAL and not (resume and state is TaskState.ERROR):
+        return None
+    if state is TaskState.BLOCKED_BY_FAILURES and not resume:
+        return None
+    states = {row["workflow_step_uuid"]: StepState(row["current_state"]) for row in readiness}
+    enqueue: list[tuple[UUID, StepState]] = []
+    if StepState.ERROR not in states.values():
+        enqueue = [
+            (row["workflow_step_uuid"], states[row["workflow_step_uuid"]])
+            for row in readiness
+            if row["ready_for_execution"]
+        ]
+        states.update({step: StepState.ENQUEUED for step, _ in enqueue})
+    goal = goal_state(states.values())
+    allowed = ORCHESTRATION_EVENTS | {TaskEvent.RESUME} if resume else ORCHESTRATION_EVENTS
+    return TaskPlan(task_uuid, state, goal, task_route(state, goal, allowed), enqueue, namespace, correlation_id)
+
+
+async def apply_plans(
+    conn: Connection,
+    transport: Transport,
+    plans: Sequence[TaskPlan],
+    metadata: dict[str, Any],
+    *,
+    ack_queue: str = STEP_RESULTS_QUEUE,
+    ack_ids: Sequence[int] = (),
+) -> None:
+    """Carry out the plans (and acknowledge the messages they came from) through the transport, in one go."""
+    enqueue: list[StepChange] = []
+    deliveries: list[Delivery] = []
+    for plan in plans:
+        queue = worker_queue(plan.namespace)
+        for step, state in plan.enqueue:
+            enqueue.append(
+                StepChange(step, state, ENQUEUE_EVENTS[state], {**metadata, "correlation_id": plan.correlation_id})
+            )
+            deliveries.append(Delivery(step, queue, channel(queue), plan.correlation_id))
+    moves = [
+        TaskChange(plan.task_uuid, plan.state, plan.events, {**metadata, "correlation_id": plan.correlation_id})
+        for plan in plans
+        if plan.events
+    ]
+    await transport.advance(
+        conn, enqueue=enqueue, deliveries=deliveries, moves=moves, ack_queue=ack_queue, ack_ids=ack_ids
+    )
+
+
 async def evaluate_task(
     conn: Connection,
     transport: Transport,
@@ -57,32 +138,17 @@ async def evaluate_task(
     metadata: dict[str, Any],
     resume: bool = False,
 ) -> Evaluation:
-    """Enqueue the task's ready steps and transition the task; ``resume`` lets an operator's action revive a task
-    that is blocked or in error."""
-    if state in TASK_TERMINAL and not (resume and state is TaskState.ERROR):
+    """Evaluate one task now (the off-hot-path form: operator actions, the ready-task poller)."""
+    readiness = await step_readiness(conn, task_uuid)
+    plan = plan_task(
+        task_uuid=task_uuid,
+        state=state,
+        readiness=readiness,
+        namespace=namespace,
+        correlation_id=correlation_id,
+        resume=resume,
+    )
+    if plan is None:
         return Evaluation(state, [])
-    if state is TaskState.BLOCKED_BY_FAILURES and not resume:
-        return Evaluation(state, [])
-    rows = await step_readiness(conn, task_uuid)
-    states = {row["workflow_step_uuid"]: StepState(row["current_state"]) for row in rows}
-    enqueued: list[UUID] = []
-    if StepState.ERROR not in states.values():
-        ready = [
-            (row["workflow_step_uuid"], StepState(row["current_state"])) for row in rows if row["ready_for_execution"]
-        ]
-        enqueued = await enqueue_steps(
-            conn,
-            transport,
-            task_uuid=task_uuid,
-            namespace=namespace,
-            correlation_id=correlation_id,
-            steps=ready,
-            metadata=metadata,
-        )
-        states.update(dict.fromkeys(enqueued, StepState.ENQUEUED))
-    goal = goal_state(states.values())
-    allowed = ORCHESTRATION_EVENTS | {TaskEvent.RESUME} if resume else ORCHESTRATION_EVENTS
-    events = task_route(state, goal, allowed)
-    if events:
-        state = await task_transition(conn, TaskChange(task_uuid, state, events, metadata))
-    return Evaluation(state, enqueued)
+    await apply_plans(conn, transport, [plan], metadata)
+    return Evaluation(plan.goal, [step for step, _ in plan.enqueue])

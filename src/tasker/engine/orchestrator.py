@@ -17,7 +17,7 @@ from uuid import UUID
 from psycopg_pool import AsyncConnectionPool
 
 from tasker.engine.finalizer import evaluate_task
-from tasker.engine.results import apply_result
+from tasker.engine.results import apply_results
 from tasker.engine.task_requests import create_task
 from tasker.errors import TaskerError
 from tasker.messaging.pgmq import PgmqTransport
@@ -114,21 +114,36 @@ class Orchestrator:
                 await asyncio.sleep(0.5)
 
     async def _apply_results(self, messages: list[Message]) -> None:
-        limit = asyncio.Semaphore(self.config.concurrency)
+        """Apply a batch split into groups by task (a task's results stay together), groups side by side."""
+        groups: dict[int, list[Message]] = {}
+        for message in messages:
+            key = hash(message.body.get("task_uuid")) % self.config.concurrency
+            groups.setdefault(key, []).append(message)
+        await asyncio.gather(*(self._apply_group(group) for group in groups.values()))
 
-        async def one(message: Message) -> None:
-            async with limit, self.pool.connection() as conn:
-                applied = await apply_result(
-                    conn, self.transport, self.templates, message, processor_uuid=self.processor_uuid
-                )
-            self.results_applied += 1
-            if applied.retry_in_seconds is not None:
-                self._schedule_ready_check(applied.retry_in_seconds)
+    async def _apply_group(self, messages: list[Message]) -> None:
+        try:
+            await self._apply(messages)
+        except Exception:
+            if len(messages) == 1:
+                log.exception("applying step result %s failed; it will be retried", messages[0].msg_id)
+                return
+            log.warning("applying a batch of %d results failed; applying them one by one", len(messages))
+            for message in messages:
+                try:
+                    await self._apply([message])
+                except Exception:
+                    log.exception("applying step result %s failed; it will be retried", message.msg_id)
 
-        outcomes = await asyncio.gather(*(one(m) for m in messages), return_exceptions=True)
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException):
-                log.error("applying a step result failed", exc_info=outcome)
+    async def _apply(self, messages: list[Message]) -> None:
+        async with self.pool.connection() as conn:
+            applied = await apply_results(
+                conn, self.transport, self.templates, messages, processor_uuid=self.processor_uuid
+            )
+        self.results_applied += len(messages)
+        for outcome in applied:
+            if outcome.retry_in_seconds is not None:
+                self._schedule_ready_check(outcome.retry_in_seconds)
 
     async def _create_tasks(self, messages: list[Message]) -> None:
         for message in messages:

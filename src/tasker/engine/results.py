@@ -1,20 +1,23 @@
-"""Step results → complete, retry after a backoff, or permanent failure; then the task moves on.
+"""Step results → complete, retry after a backoff, or permanent failure; then each task moves on.
 
-Each result message is applied in one transaction that also locks the task, runs the dynamic-step hooks,
-enqueues newly ready steps, finalises the task and deletes the message. A crash anywhere rolls all of it back
-and the message comes back after its visibility timeout; a duplicate finds the step already past
-``enqueued_for_orchestration`` and changes nothing. So a result is applied exactly once.
+A batch of result messages is applied in one transaction of five statements, whatever its size: lock the tasks;
+read the steps and the tasks' states; write the step outcomes; read the tasks' readiness; enqueue newly ready
+steps with their messages, move the tasks and delete the applied messages. A crash anywhere rolls all of it
+back and the messages come back after their visibility timeout; a duplicate finds its step already past
+``enqueued_for_orchestration`` and changes nothing. So a result is applied exactly once. When a batch fails, the
+orchestrator applies its messages one by one, so one bad message cannot hold up the others.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
 from tasker.engine import dynamic
-from tasker.engine.finalizer import evaluate_task
+from tasker.engine.finalizer import apply_plans, plan_task
 from tasker.messaging.router import STEP_RESULTS_QUEUE
 from tasker.messaging.transport import Message, Transport
 from tasker.model.machines import StepEvent
@@ -22,10 +25,10 @@ from tasker.model.retry import backoff_seconds
 from tasker.model.states import StepState, TaskState
 from tasker.model.template import TaskTemplate
 from tasker.store.db import Connection
-from tasker.store.steps import step_outcome_many
-from tasker.store.tasks import task_lock
+from tasker.store.steps import step_outcome_many, step_readiness_many
+from tasker.store.tasks import task_lock_many
 from tasker.store.template_cache import TemplateCache
-from tasker.store.transitions import StepChange, step_transition
+from tasker.store.transitions import StepChange, step_transition_many
 
 
 @dataclass(frozen=True)
@@ -53,20 +56,18 @@ def retry_decision(outcome: dict[str, Any], template: TaskTemplate) -> float | N
     )
 
 
-async def _finish_step(
-    conn: Connection, outcome: dict[str, Any], template: TaskTemplate, metadata: dict[str, Any]
-) -> tuple[StepState | None, float | None]:
+def step_change(
+    outcome: dict[str, Any], template: TaskTemplate, metadata: dict[str, Any]
+) -> tuple[StepChange, StepState, float | None] | None:
+    """How one stored result finishes its step, or None for a duplicate or late message."""
     state = StepState(outcome["state"])
     step_uuid = outcome["workflow_step_uuid"]
     if state is StepState.ENQUEUED_FOR_ORCHESTRATION:
-        await step_transition(conn, StepChange(step_uuid, state, [StepEvent.COMPLETE], metadata))
-        await dynamic.after_step_completed(conn, outcome, template)
-        return StepState.COMPLETE, None
+        return StepChange(step_uuid, state, [StepEvent.COMPLETE], metadata), StepState.COMPLETE, None
     if state is StepState.ENQUEUED_AS_ERROR_FOR_ORCHESTRATION:
         delay = retry_decision(outcome, template)
         if delay is None:
-            await step_transition(conn, StepChange(step_uuid, state, [StepEvent.FAIL], metadata))
-            return StepState.ERROR, None
+            return StepChange(step_uuid, state, [StepEvent.FAIL], metadata), StepState.ERROR, None
         change = StepChange(
             step_uuid,
             state,
@@ -74,43 +75,59 @@ async def _finish_step(
             {**metadata, "retry_delay_ms": round(delay * 1000, 3)},
             backoff_seconds=math.ceil(delay),
         )
-        await step_transition(conn, change)
-        return StepState.WAITING_FOR_RETRY, delay
-    return None, None  # a duplicate or late message: the result was applied already
+        return change, StepState.WAITING_FOR_RETRY, delay
+    return None
 
 
-async def apply_result(
+async def apply_results(
     conn: Connection,
     transport: Transport,
     templates: TemplateCache,
-    message: Message,
+    messages: Sequence[Message],
     *,
     processor_uuid: UUID,
-) -> Applied:
-    """Apply one step-result message in one transaction (see the module docstring)."""
-    step_uuid = UUID(message.body["step_uuid"])
+) -> list[Applied]:
+    """Apply a batch of step-result messages in one transaction (see the module docstring)."""
+    step_uuids = [UUID(m.body["step_uuid"]) for m in messages]
+    metadata: dict[str, Any] = {"processor_uuid": processor_uuid}
     async with conn.transaction():
-        task_uuid = UUID(message.body["task_uuid"])
-        task = await task_lock(conn, task_uuid)
-        outcomes = await step_outcome_many(conn, [step_uuid])
-        step_state: StepState | None = None
-        delay: float | None = None
-        task_state = TaskState(task["state"])
-        if outcomes:
-            outcome = outcomes[0]
+        await task_lock_many(conn, [UUID(m.body["task_uuid"]) for m in messages])
+        outcomes = await step_outcome_many(conn, step_uuids)
+        decided: list[tuple[dict[str, Any], StepChange, StepState, float | None]] = []
+        namespaces: dict[UUID, str] = {}
+        for outcome in outcomes:
             template = await templates.get(conn, outcome["named_task_uuid"])
-            metadata = {"processor_uuid": processor_uuid, "correlation_id": task["correlation_id"]}
-            step_state, delay = await _finish_step(conn, outcome, template, metadata)
-            if step_state is not None:
-                evaluation = await evaluate_task(
-                    conn,
-                    transport,
+            finished = step_change(outcome, template, {**metadata, "correlation_id": outcome["correlation_id"]})
+            if finished is not None:
+                decided.append((outcome, *finished))
+                namespaces[outcome["task_uuid"]] = template.namespace_name
+        won = await step_transition_many(conn, [change for _, change, _, _ in decided])
+        for outcome, step, new_state, _ in decided:
+            if step.step_uuid in won and new_state is StepState.COMPLETE:
+                await dynamic.after_step_completed(conn, outcome, await templates.get(conn, outcome["named_task_uuid"]))
+        readiness = await step_readiness_many(conn, list(namespaces))
+        states = {o["task_uuid"]: TaskState(o["task_state"]) for o in outcomes}
+        correlations = {o["task_uuid"]: o["correlation_id"] for o in outcomes}
+        plans = [
+            plan
+            for task_uuid, rows in readiness.items()
+            if (
+                plan := plan_task(
                     task_uuid=task_uuid,
-                    state=task_state,
-                    namespace=template.namespace_name,
-                    correlation_id=task["correlation_id"],
-                    metadata=metadata,
+                    state=states[task_uuid],
+                    readiness=rows,
+                    namespace=namespaces[task_uuid],
+                    correlation_id=correlations[task_uuid],
                 )
-                task_state = evaluation.state
-        await transport.ack_many(conn, STEP_RESULTS_QUEUE, [message.msg_id])
-    return Applied(step_uuid, step_state, task_state, delay)
+            )
+            is not None
+        ]
+        await apply_plans(
+            conn, transport, plans, metadata, ack_queue=STEP_RESULTS_QUEUE, ack_ids=[m.msg_id for m in messages]
+        )
+    goals = {plan.task_uuid: plan.goal for plan in plans}
+    return [
+        Applied(step.step_uuid, new_state, goals.get(outcome["task_uuid"]), delay)
+        for outcome, step, new_state, delay in decided
+        if step.step_uuid in won
+    ]

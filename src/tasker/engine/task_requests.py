@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from uuid import UUID
 
-from tasker.engine.enqueuer import enqueue_steps
+from tasker.engine.finalizer import TaskPlan, apply_plans
 from tasker.errors import DuplicateTaskError
 from tasker.messaging.transport import Transport
 from tasker.model.identity import check_json_limits, identity_hash
@@ -21,7 +21,6 @@ from tasker.model.template import TaskTemplate
 from tasker.store.db import Connection
 from tasker.store.tasks import NewStep, NewTask, task_create, task_find_by_identity
 from tasker.store.templates import template_get
-from tasker.store.transitions import TaskChange, task_transition
 
 
 @dataclass(frozen=True)
@@ -79,25 +78,26 @@ async def create_task(
     names = {s.step_uuid: s.name for s in task.steps}
     children = {child for _, child in task.edges}
     roots = [(s.step_uuid, StepState.PENDING) for s in task.steps if s.step_uuid not in children]
-    metadata = {"processor_uuid": processor_uuid, "correlation_id": task.correlation_id}
+    metadata = {"processor_uuid": processor_uuid}
+    # Every root is ready (pending, no parents, no attempts yet): the plan is known before anything is written.
+    events = (
+        [TaskEvent.START, TaskEvent.READY_STEPS_FOUND, TaskEvent.STEPS_ENQUEUED]
+        if roots
+        else [TaskEvent.START, TaskEvent.NO_STEPS_FOUND]
+    )
+    plan = TaskPlan(
+        task.task_uuid,
+        TaskState.PENDING,
+        TaskState.STEPS_IN_PROCESS if roots else TaskState.COMPLETE,
+        events,
+        roots,
+        template.namespace_name,
+        task.correlation_id,
+    )
     try:
         async with conn.transaction():
             await task_create(conn, task)
-            enqueued = await enqueue_steps(
-                conn,
-                transport,
-                task_uuid=task.task_uuid,
-                namespace=template.namespace_name,
-                correlation_id=task.correlation_id,
-                steps=roots,
-                metadata=metadata,
-            )
-            events = (
-                [TaskEvent.START, TaskEvent.READY_STEPS_FOUND, TaskEvent.STEPS_ENQUEUED]
-                if enqueued
-                else [TaskEvent.START, TaskEvent.NO_STEPS_FOUND]
-            )
-            state = await task_transition(conn, TaskChange(task.task_uuid, TaskState.PENDING, events, metadata))
+            await apply_plans(conn, transport, [plan], metadata)
     except DuplicateTaskError:
         existing = await task_find_by_identity(conn, identity)
         raise DuplicateTaskError(
@@ -107,7 +107,7 @@ async def create_task(
         task_uuid=task.task_uuid,
         correlation_id=task.correlation_id,
         named_task_uuid=named_task_uuid,
-        state=state,
+        state=plan.goal,
         step_uuids={names[s.step_uuid]: s.step_uuid for s in task.steps},
-        enqueued=enqueued,
+        enqueued=[step for step, _ in roots],
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+from uuid import UUID
 
 from psycopg.types.json import Jsonb
 
@@ -11,6 +12,9 @@ from tasker.messaging.router import channel
 from tasker.messaging.transport import Message
 from tasker.store.db import Connection
 from tasker.store.queries import Q
+from tasker.store.steps import HeldMessage, step_result_store_many
+from tasker.store.tasks import Delivery, task_advance_many
+from tasker.store.transitions import StepChange, TaskChange
 
 
 class PgmqTransport:
@@ -24,16 +28,13 @@ class PgmqTransport:
             await conn.execute(Q["queue_create"], {"queue": queue})
             self._known_queues.add(queue)
 
-    async def send_many(self, conn: Connection, queue: str, bodies: Sequence[dict[str, Any]]) -> list[int]:
-        if not bodies:
-            return []
-        row = await (
+    async def send_many(self, conn: Connection, queue: str, bodies: Sequence[dict[str, Any]]) -> None:
+        if bodies:
+            # no fetch: in pipeline mode the send rides along with the caller's other statements
             await conn.execute(
                 Q["queue_send_many"],
                 {"queue": queue, "channel": channel(queue), "messages": [Jsonb(b) for b in bodies]},
             )
-        ).fetchone()
-        return list(row["msg_ids"] or []) if row else []
 
     async def receive(
         self, conn: Connection, queue: str, *, max_messages: int, visibility_seconds: int
@@ -58,3 +59,27 @@ class PgmqTransport:
     async def depth(self, conn: Connection, queue: str) -> int:
         row = await (await conn.execute(Q["queue_depth"], {"queue": queue})).fetchone()
         return int(row["depth"]) if row else 0
+
+    async def advance(
+        self,
+        conn: Connection,
+        *,
+        enqueue: Sequence[StepChange],
+        deliveries: Sequence[Delivery],
+        moves: Sequence[TaskChange],
+        ack_queue: str,
+        ack_ids: Sequence[int],
+    ) -> None:
+        """One statement: the state changes and the PGMQ sends and deletes commit together."""
+        for queue in {d.queue for d in deliveries}:
+            await self.ensure_queue(conn, queue)
+        await task_advance_many(
+            conn, enqueue=enqueue, deliveries=deliveries, moves=moves, ack_queue=ack_queue, ack_ids=ack_ids
+        )
+
+    async def store_results(
+        self, conn: Connection, results: Sequence[StepChange], held: Sequence[HeldMessage], *, results_queue: str
+    ) -> set[UUID]:
+        return await step_result_store_many(
+            conn, results, held, results_queue=results_queue, results_channel=channel(results_queue)
+        )

@@ -28,3 +28,8 @@ def worker_queue(namespace: str) -> str:
 def channel(queue: str) -> str:
     """The LISTEN/NOTIFY channel that signals new messages on ``queue``."""
     return f"tasker_{queue}"
+
+
+# Notified (payload: the task's uuid) when a task completes, fails, is cancelled or blocks; raised by the
+# task transition statement in store/sql/transitions.sql.
+TASK_SETTLED_CHANNEL = "tasker_task_settled"

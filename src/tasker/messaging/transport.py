@@ -10,8 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
+from uuid import UUID
 
 from tasker.store.db import Connection
+from tasker.store.steps import HeldMessage
+from tasker.store.tasks import Delivery
+from tasker.store.transitions import StepChange, TaskChange
 
 
 @dataclass(frozen=True)
@@ -25,8 +29,8 @@ class Message:
 class Transport(Protocol):
     async def ensure_queue(self, conn: Connection, queue: str) -> None: ...
 
-    async def send_many(self, conn: Connection, queue: str, bodies: Sequence[dict[str, Any]]) -> list[int]:
-        """Send in the caller's transaction; visible to consumers when it commits."""
+    async def send_many(self, conn: Connection, queue: str, bodies: Sequence[dict[str, Any]]) -> None:
+        """Send in the caller's transaction (pipeline mode allowed); visible to consumers when it commits."""
         ...
 
     async def receive(
@@ -35,7 +39,9 @@ class Transport(Protocol):
         """Take up to ``max_messages``, hidden from other consumers for ``visibility_seconds`` (the lease)."""
         ...
 
-    async def ack_many(self, conn: Connection, queue: str, msg_ids: Sequence[int]) -> None: ...
+    async def ack_many(self, conn: Connection, queue: str, msg_ids: Sequence[int]) -> None:
+        """Done with these messages (pipeline mode allowed)."""
+        ...
 
     async def nack_many(self, conn: Connection, queue: str, msg_ids: Sequence[int], *, delay_seconds: int = 0) -> None:
         """Give messages back: visible again after ``delay_seconds``."""
@@ -46,3 +52,24 @@ class Transport(Protocol):
         ...
 
     async def depth(self, conn: Connection, queue: str) -> int: ...
+
+    async def advance(
+        self,
+        conn: Connection,
+        *,
+        enqueue: Sequence[StepChange],
+        deliveries: Sequence[Delivery],
+        moves: Sequence[TaskChange],
+        ack_queue: str,
+        ack_ids: Sequence[int],
+    ) -> None:
+        """Carry out orchestration plans in the caller's transaction (tasks locked): enqueue the steps and send
+        their messages, move the tasks, acknowledge the applied result messages."""
+        ...
+
+    async def store_results(
+        self, conn: Connection, results: Sequence[StepChange], held: Sequence[HeldMessage], *, results_queue: str
+    ) -> set[UUID]:
+        """A worker's results: store them, announce them on ``results_queue``, acknowledge their step messages;
+        returns the steps whose results were stored (a lost compare-and-swap is neither announced nor acked)."""
+        ...

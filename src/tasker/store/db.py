@@ -15,7 +15,7 @@ from tasker.errors import DatabaseUnavailableError
 
 Connection = psycopg.AsyncConnection[dict[str, Any]]
 
-CONNECT_OPTIONS = "-c TimeZone=UTC"
+CONNECT_OPTIONS = "-c TimeZone=UTC -c plan_cache_mode=force_generic_plan"
 
 
 async def connect(url: str) -> Connection:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -12,6 +13,7 @@ from psycopg.types.json import Jsonb
 from tasker.errors import DuplicateTaskError, NotFoundError
 from tasker.store.db import Connection
 from tasker.store.queries import Q
+from tasker.store.transitions import StepChange, TaskChange, step_change_params, task_change_params
 
 
 @dataclass(frozen=True)
@@ -41,10 +43,8 @@ class NewTask:
     processor_uuid: UUID | None = None
 
 
-async def task_create(conn: Connection, task: NewTask) -> None:
-    """Insert the task, its steps, edges and first transitions. A taken identity raises DuplicateTaskError
-    (the caller's transaction is then aborted; the existing task is looked up afterwards by the caller)."""
-    params = {
+def _create_params(task: NewTask) -> dict[str, Any]:
+    return {
         "task_uuid": task.task_uuid,
         "named_task_uuid": task.named_task_uuid,
         "initiator": task.initiator,
@@ -67,14 +67,19 @@ async def task_create(conn: Connection, task: NewTask) -> None:
         "step_metadata": Jsonb({"event": "initial"}),
         "processor_uuid": task.processor_uuid,
     }
+
+
+async def task_create(conn: Connection, task: NewTask) -> None:
+    """Insert the task, its steps, edges and first transitions; a taken identity raises DuplicateTaskError."""
     try:
-        row = await (await conn.execute(Q["task_create"], params)).fetchone()
+        row = await (await conn.execute(Q["task_create"], _create_params(task))).fetchone()
     except UniqueViolation as exc:
         if "identity_hash" in str(exc):
             raise DuplicateTaskError(identity_hash=task.identity_hash) from exc
         raise
-    if row is None or row["steps_created"] != len(task.steps):
-        missing = len(task.steps) - (row["steps_created"] if row else 0)
+    created = row["steps_created"] if row else 0
+    if created != len(task.steps):
+        missing = len(task.steps) - created
         raise NotFoundError(f"{missing} step(s) have no named_steps row: register the template first")
 
 
@@ -84,10 +89,11 @@ async def task_find_by_identity(conn: Connection, identity_hash: str) -> UUID | 
 
 
 async def task_lock(conn: Connection, task_uuid: UUID) -> dict[str, Any]:
-    """Lock the task row for the rest of the transaction; returns its current state."""
-    row = await (await conn.execute(Q["task_lock"], {"task_uuid": task_uuid})).fetchone()
-    if row is None:
+    """Lock the task row for the rest of the transaction; returns its state as committed before the lock."""
+    if await (await conn.execute(Q["task_lock"], {"task_uuid": task_uuid})).fetchone() is None:
         raise NotFoundError(f"task {task_uuid} does not exist")
+    row = await (await conn.execute(Q["task_state_get"], {"task_uuid": task_uuid})).fetchone()
+    assert row is not None
     return row
 
 
@@ -104,3 +110,44 @@ async def task_steps(conn: Connection, task_uuid: UUID) -> list[dict[str, Any]]:
 
 async def task_edges(conn: Connection, task_uuid: UUID) -> list[dict[str, Any]]:
     return await (await conn.execute(Q["task_edges"], {"task_uuid": task_uuid})).fetchall()
+
+
+async def task_lock_many(conn: Connection, task_uuids: Sequence[UUID]) -> None:
+    """Lock several tasks' rows (uuid order, so concurrent batches cannot deadlock) for the transaction."""
+    await conn.execute(Q["task_lock_many"], {"task_uuids": sorted(set(task_uuids))})
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A message to send for a step: to which queue, waking which channel."""
+
+    step_uuid: UUID
+    queue: str
+    channel: str
+    correlation_id: UUID
+
+
+async def task_advance_many(
+    conn: Connection,
+    *,
+    enqueue: Sequence[StepChange],
+    deliveries: Sequence[Delivery],
+    moves: Sequence[TaskChange],
+    ack_queue: str,
+    ack_ids: Sequence[int],
+) -> dict[str, int]:
+    """Enqueue steps with their messages, move tasks and delete applied messages, in one statement.
+
+    Only safe under the tasks' row locks (see the statement's comment). ``deliveries`` must list the enqueued
+    steps in the same order as ``enqueue``.
+    """
+    params: dict[str, Any] = step_change_params(enqueue)
+    params["queues"] = [d.queue for d in deliveries]
+    params["channels"] = [d.channel for d in deliveries]
+    params["delivery_correlation_ids"] = [d.correlation_id for d in deliveries]
+    task_params = task_change_params(moves)
+    params.update({f"task_{k}" if k != "task_uuids" else k: v for k, v in task_params.items()})
+    params["ack_queue"] = ack_queue
+    params["ack_ids"] = list(ack_ids)
+    row = await (await conn.execute(Q["task_advance_many"], params)).fetchone()
+    return dict(row or {})

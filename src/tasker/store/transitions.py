@@ -67,23 +67,26 @@ def _hops(states: Sequence[str], events: Sequence[str]) -> Jsonb:
     return Jsonb([{"state": s, "event": e} for s, e in zip(states, events, strict=True)])
 
 
+def task_change_params(changes: Sequence[TaskChange]) -> dict[str, Any]:
+    paths = [task_path(c.from_state, c.events) for c in changes]
+    return {
+        "task_uuids": [c.task_uuid for c in changes],
+        "from_states": [str(c.from_state) for c in changes],
+        "paths": [_hops(p, c.events) for p, c in zip(paths, changes, strict=True)],
+        "metadata": [Jsonb(_stringify(c.metadata)) for c in changes],
+    }
+
+
+def _task_winners(rows: list[dict[str, Any]]) -> dict[UUID, TaskState]:
+    return {row["task_uuid"]: TaskState(row["to_state"]) for row in rows}
+
+
 async def task_transition_many(conn: Connection, changes: Sequence[TaskChange]) -> dict[UUID, TaskState]:
     """Apply the changes that win their compare-and-swap; returns task → new state for the winners."""
     if not changes:
         return {}
-    paths = [task_path(c.from_state, c.events) for c in changes]
-    rows = await (
-        await conn.execute(
-            Q["task_transition_many"],
-            {
-                "task_uuids": [c.task_uuid for c in changes],
-                "from_states": [str(c.from_state) for c in changes],
-                "paths": [_hops(p, c.events) for p, c in zip(paths, changes, strict=True)],
-                "metadata": [Jsonb(_stringify(c.metadata)) for c in changes],
-            },
-        )
-    ).fetchall()
-    return {row["task_uuid"]: TaskState(row["to_state"]) for row in rows}
+    rows = await (await conn.execute(Q["task_transition_many"], task_change_params(changes))).fetchall()
+    return _task_winners(rows)
 
 
 async def task_transition(conn: Connection, change: TaskChange) -> TaskState:
@@ -95,7 +98,7 @@ async def task_transition(conn: Connection, change: TaskChange) -> TaskState:
     return won[change.task_uuid]
 
 
-def _step_params(changes: Sequence[StepChange]) -> dict[str, list[Any]]:
+def step_change_params(changes: Sequence[StepChange]) -> dict[str, Any]:
     params: dict[str, list[Any]] = {
         name: []
         for name in [
@@ -140,11 +143,7 @@ def _step_params(changes: Sequence[StepChange]) -> dict[str, list[Any]]:
     return params
 
 
-async def step_transition_many(conn: Connection, changes: Sequence[StepChange]) -> dict[UUID, StepTransitioned]:
-    """Apply the changes that win their compare-and-swap; returns step → outcome for the winners."""
-    if not changes:
-        return {}
-    rows = await (await conn.execute(Q["step_transition_many"], _step_params(changes))).fetchall()
+def _step_winners(rows: list[dict[str, Any]]) -> dict[UUID, StepTransitioned]:
     return {
         row["workflow_step_uuid"]: StepTransitioned(
             step_uuid=row["workflow_step_uuid"],
@@ -155,6 +154,14 @@ async def step_transition_many(conn: Connection, changes: Sequence[StepChange]) 
         )
         for row in rows
     }
+
+
+async def step_transition_many(conn: Connection, changes: Sequence[StepChange]) -> dict[UUID, StepTransitioned]:
+    """Apply the changes that win their compare-and-swap; returns step → outcome for the winners."""
+    if not changes:
+        return {}
+    rows = await (await conn.execute(Q["step_transition_many"], step_change_params(changes))).fetchall()
+    return _step_winners(rows)
 
 
 async def step_transition(conn: Connection, change: StepChange) -> StepTransitioned:

@@ -30,9 +30,9 @@ from tasker.model.machines import StepEvent
 from tasker.model.results import StepResult
 from tasker.model.states import StepState
 from tasker.store.db import Connection, create_pool
-from tasker.store.steps import step_claim_view_many, step_context_many
+from tasker.store.steps import HeldMessage, step_claim_many, step_claim_view_many
 from tasker.store.template_cache import TemplateCache
-from tasker.store.transitions import StepAudit, StepChange, step_transition_many
+from tasker.store.transitions import StepAudit, StepChange
 from tasker.worker.executor import Execution, execute
 from tasker.worker.handler import StepContext
 from tasker.worker.registry import HandlerRegistry, default_registry
@@ -77,6 +77,7 @@ class Worker:
         self.running: dict[UUID, Claim] = {}
         self.steps_done = 0
         self._slot_freed = asyncio.Event()
+        self._completions: asyncio.Queue[tuple[str, Claim, Execution, asyncio.Future[None]]] = asyncio.Queue()
         self._stopping = False
         self._pool: AsyncConnectionPool[Connection] | None = None
         self._threads = ThreadPoolExecutor(max_workers=config.concurrency, thread_name_prefix="tasker-handler")
@@ -98,6 +99,7 @@ class Worker:
         handlers: set[asyncio.Task[None]] = set()
         loops = [asyncio.create_task(self._consume(q, wakeups, handlers), name=f"consume-{q}") for q in self.queues]
         loops.append(asyncio.create_task(self._renew_leases(), name="leases"))
+        completer = asyncio.create_task(self._complete(), name="completer")
         log.info("worker %s started on %s", self.worker_uuid, ", ".join(self.queues))
         try:
             await stop.wait()
@@ -108,9 +110,10 @@ class Worker:
             await asyncio.gather(*loops[:-1], return_exceptions=True)
             if handlers:
                 await asyncio.gather(*handlers, return_exceptions=True)
-            loops[-1].cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await loops[-1]
+            for background in (loops[-1], completer):
+                background.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await background
             await wakeups.stop()
             await self._pool.close()
             self._threads.shutdown(wait=False, cancel_futures=True)
@@ -148,8 +151,28 @@ class Worker:
             )
             if not messages:
                 return []
-            async with conn.transaction():
-                return await self._claim(conn, queue, messages)
+            fresh = [m for m in messages if m.read_count == 1]
+            claims = await self._claim_fresh(conn, fresh) if fresh else []
+            claimed = {c.message.msg_id for c in claims}
+            others = [m for m in messages if m.msg_id not in claimed]
+            if others:  # redeliveries and lost races: look at each step before deciding
+                claims += await self._claim(conn, queue, others)
+            return claims
+
+    async def _claim_fresh(self, conn: Connection, messages: list[Message]) -> list[Claim]:
+        """First deliveries: claim ``enqueued → in_progress`` and load the contexts in one statement."""
+        by_step = {UUID(m.body["step_uuid"]): m for m in messages}
+        changes = [
+            StepChange(
+                step,
+                StepState.ENQUEUED,
+                [StepEvent.START],
+                {"worker_uuid": self.worker_uuid, "correlation_id": m.body.get("correlation_id")},
+            )
+            for step, m in by_step.items()
+        ]
+        rows = await step_claim_many(conn, changes)
+        return [Claim(by_step[r["workflow_step_uuid"]], r["workflow_step_uuid"], r["attempts"], r) for r in rows]
 
     def _claim_change(self, message: Message, view: dict[str, Any] | None) -> StepChange | None:
         """How to take this message's step, or None when the message is stale (the step moved on)."""
@@ -182,18 +205,18 @@ class Worker:
                 stale.append(message.msg_id)
             else:
                 changes.append(change)
-        won = await step_transition_many(conn, changes)
-        stale += [by_step[c.step_uuid].msg_id for c in changes if c.step_uuid not in won]
+        rows = await step_claim_many(conn, changes)
+        claimed = {r["workflow_step_uuid"] for r in rows}
+        stale += [by_step[c.step_uuid].msg_id for c in changes if c.step_uuid not in claimed]
         await self.transport.ack_many(conn, queue, stale)
-        if not won:
-            return []
-        rows = await step_context_many(conn, list(won))
         return [Claim(by_step[r["workflow_step_uuid"]], r["workflow_step_uuid"], r["attempts"], r) for r in rows]
 
     async def _run(self, queue: str, claim: Claim) -> None:
         try:
             execution = await self._execute(claim)
-            await self._store(queue, claim, execution)
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            await self._completions.put((queue, claim, execution, done))
+            await done
             self.steps_done += 1
         except Exception:
             log.exception(
@@ -202,6 +225,23 @@ class Worker:
         finally:
             self.running.pop(claim.step_uuid, None)
             self._slot_freed.set()
+
+    async def _complete(self) -> None:
+        """Store results in batches: whatever finished while the previous batch was being written goes next."""
+        while True:
+            batch = [await self._completions.get()]
+            while not self._completions.empty() and len(batch) < 200:
+                batch.append(self._completions.get_nowait())
+            try:
+                await self._store_many([(queue, claim, execution) for queue, claim, execution, _ in batch])
+            except Exception as exc:
+                for *_, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+                continue
+            for *_, done in batch:
+                if not done.done():
+                    done.set_result(None)
 
     async def _execute(self, claim: Claim) -> Execution:
         row = claim.row
@@ -235,7 +275,7 @@ class Worker:
             pool=self._threads,
         )
 
-    async def _store(self, queue: str, claim: Claim, execution: Execution) -> None:
+    def _result_change(self, claim: Claim, execution: Execution) -> StepChange:
         result: StepResult = execution.result
         correlation_id = claim.row["correlation_id"]
         stored = result.stored(
@@ -245,7 +285,7 @@ class Worker:
             completed_at=datetime.now(UTC).isoformat(),
         )
         event = StepEvent.ENQUEUE_FOR_ORCHESTRATION if result.success else StepEvent.ENQUEUE_AS_ERROR_FOR_ORCHESTRATION
-        change = StepChange(
+        return StepChange(
             claim.step_uuid,
             StepState.IN_PROGRESS,
             [event],
@@ -254,20 +294,20 @@ class Worker:
             results=stored,
             audit=StepAudit(result.success, self.worker_uuid, correlation_id, execution.execution_time_ms),
         )
-        async with self.pool.connection() as conn, conn.transaction():
-            won = await step_transition_many(conn, [change])
-            if not won:
-                # cancelled, or taken over after our lease ran out: the result is not applied; the message now
-                # belongs to whoever holds the step, so it is left alone
+
+    async def _store_many(self, finished: list[tuple[str, Claim, Execution]]) -> None:
+        """Store results with their audit rows, tell the orchestrator and delete the step messages: one commit.
+
+        A result whose step moved on (cancelled, or taken over after our lease ran out) is not applied, and its
+        message is left alone: it now belongs to whoever holds the step.
+        """
+        changes = [self._result_change(claim, execution) for _, claim, execution in finished]
+        held = [HeldMessage(claim.step_uuid, queue, claim.message.msg_id) for queue, claim, _ in finished]
+        async with self.pool.connection() as conn:
+            stored = await self.transport.store_results(conn, changes, held, results_queue=STEP_RESULTS_QUEUE)
+        for _, claim, _ in finished:
+            if claim.step_uuid not in stored:
                 log.warning("step %s: late result not applied (the step moved on)", claim.step_uuid)
-                return
-            body = {
-                "task_uuid": str(claim.row["task_uuid"]),
-                "step_uuid": str(claim.step_uuid),
-                "correlation_id": str(correlation_id),
-            }
-            await self.transport.send_many(conn, STEP_RESULTS_QUEUE, [body])
-            await self.transport.ack_many(conn, queue, [claim.message.msg_id])
 
     async def _renew_leases(self) -> None:
         """Every third of a lease, push back the visibility timeout of every running step's message."""

@@ -25,3 +25,7 @@ SELECT count(*) AS extended FROM pgmq.set_vt(%(queue)s, %(msg_ids)s::bigint[], %
 -- name: queue_depth
 -- Messages waiting in a queue (visible now or later).
 SELECT queue_length AS depth FROM pgmq.metrics(%(queue)s);
+
+-- name: transaction_async_commit
+-- This transaction's commit need not wait for the WAL flush (used where losing it in a crash is harmless).
+SET LOCAL synchronous_commit = off;

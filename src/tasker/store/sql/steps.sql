@@ -4,15 +4,18 @@ SELECT * FROM tasker.get_step_readiness_status(%(task_uuid)s);
 
 -- name: step_outcome_many
 -- What result processing needs about steps whose results arrived: state, stored result, attempt counters, the
--- template step name (batch workers name theirs in inputs) and the task's template id.
+-- template step name (batch workers name theirs in inputs), the task's template id and current state. Read after
+-- the tasks are locked, in a statement of its own, so the states are the ones committed before the lock.
 SELECT s.workflow_step_uuid, s.task_uuid, n.name, COALESCE(s.inputs ->> '__template_step_name', n.name)
            AS template_step_name,
        COALESCE(st.to_state, 'pending') AS state, s.results, COALESCE(s.attempts, 0) AS attempts,
-       COALESCE(s.max_attempts, 3) AS max_attempts, s.retryable, t.named_task_uuid, t.correlation_id
+       COALESCE(s.max_attempts, 3) AS max_attempts, s.retryable, t.named_task_uuid, t.correlation_id,
+       COALESCE(tt.to_state, 'pending') AS task_state
 FROM unnest(%(step_uuids)s::uuid[]) AS i(step_uuid)
 JOIN tasker.workflow_steps s ON s.workflow_step_uuid = i.step_uuid
 JOIN tasker.named_steps n ON n.named_step_uuid = s.named_step_uuid
 JOIN tasker.tasks t ON t.task_uuid = s.task_uuid
+LEFT JOIN tasker.task_transitions tt ON tt.task_uuid = t.task_uuid AND tt.most_recent
 LEFT JOIN tasker.workflow_step_transitions st ON st.workflow_step_uuid = s.workflow_step_uuid AND st.most_recent;
 
 -- name: step_claim_view_many
@@ -22,23 +25,71 @@ FROM unnest(%(step_uuids)s::uuid[]) AS i(step_uuid)
 JOIN tasker.workflow_steps s ON s.workflow_step_uuid = i.step_uuid
 LEFT JOIN tasker.workflow_step_transitions st ON st.workflow_step_uuid = s.workflow_step_uuid AND st.most_recent;
 
--- name: step_context_many
--- Everything a handler sees, for claimed steps, in one round trip: the task's context and names, the step's
--- inputs, checkpoint and counters, and the stored results of all its ancestors (name → results).
-SELECT s.workflow_step_uuid, s.task_uuid, n.name,
+-- name: step_claim_many
+-- Claim steps for a worker and return everything their handlers see, in one statement and one commit: the
+-- compare-and-swap (enqueued → in_progress, or a lease takeover), then each claimed step's task context and names,
+-- inputs, checkpoint and counters, and the stored results of all its ancestors (name → results). Steps whose
+-- claim loses return no row. `attempts` comes from the claim itself (this statement's snapshot predates it).
+WITH claimed AS (
+    SELECT * FROM tasker.step_transition_many(
+        %(step_uuids)s::uuid[], %(from_states)s::text[], %(paths)s::jsonb[], %(metadata)s::jsonb[],
+        %(expected_attempts)s::int[], %(in_process)s::bool[], %(processed)s::bool[], %(stamp_processed_at)s::bool[],
+        %(count_attempt)s::bool[], %(reset_attempts)s::bool[], %(results)s::jsonb[], %(backoff_seconds)s::int[],
+        %(audit_success)s::bool[], %(worker_uuids)s::uuid[], %(correlation_ids)s::uuid[], %(execution_ms)s::bigint[]
+    )
+)
+SELECT c.workflow_step_uuid, c.task_uuid, c.attempts, n.name,
        COALESCE(s.inputs ->> '__template_step_name', n.name) AS template_step_name,
-       s.inputs, s.checkpoint, COALESCE(s.attempts, 0) AS attempts, COALESCE(s.max_attempts, 3) AS max_attempts,
-       s.retryable, t.context, t.correlation_id, t.named_task_uuid, nt.name AS task_name, nt.version AS task_version,
+       s.inputs, s.checkpoint, COALESCE(s.max_attempts, 3) AS max_attempts, s.retryable, t.context,
+       t.correlation_id, t.named_task_uuid, nt.name AS task_name, nt.version AS task_version,
        ns.name AS namespace_name,
        COALESCE((SELECT jsonb_object_agg(d.step_name, d.results)
-                 FROM tasker.get_step_transitive_dependencies(s.workflow_step_uuid) d
+                 FROM tasker.get_step_transitive_dependencies(c.workflow_step_uuid) d
                  WHERE d.results IS NOT NULL), '{}'::jsonb) AS dependency_results
-FROM unnest(%(step_uuids)s::uuid[]) AS i(step_uuid)
-JOIN tasker.workflow_steps s ON s.workflow_step_uuid = i.step_uuid
+FROM claimed c
+JOIN tasker.workflow_steps s ON s.workflow_step_uuid = c.workflow_step_uuid
 JOIN tasker.named_steps n ON n.named_step_uuid = s.named_step_uuid
 JOIN tasker.tasks t ON t.task_uuid = s.task_uuid
 JOIN tasker.named_tasks nt ON nt.named_task_uuid = t.named_task_uuid
 JOIN tasker.task_namespaces ns ON ns.task_namespace_uuid = nt.task_namespace_uuid;
+
+-- name: step_result_store_many
+-- A worker's results in one statement and one commit: the compare-and-swap (in_progress → enqueued_for_
+-- orchestration or enqueued_as_error_for_orchestration, with the results and an audit row), one message per stored
+-- result to the orchestration queue (plus its wake-up), and the deletion of the stored steps' own messages. A
+-- result that loses (the step was cancelled, or taken over after its lease ran out) is neither announced nor
+-- acknowledged: its message now belongs to whoever holds the step.
+WITH stored AS (
+    SELECT * FROM tasker.step_transition_many(
+        %(step_uuids)s::uuid[], %(from_states)s::text[], %(paths)s::jsonb[], %(metadata)s::jsonb[],
+        %(expected_attempts)s::int[], %(in_process)s::bool[], %(processed)s::bool[], %(stamp_processed_at)s::bool[],
+        %(count_attempt)s::bool[], %(reset_attempts)s::bool[], %(results)s::jsonb[], %(backoff_seconds)s::int[],
+        %(audit_success)s::bool[], %(worker_uuids)s::uuid[], %(correlation_ids)s::uuid[], %(execution_ms)s::bigint[]
+    )
+),
+delivered AS (
+    SELECT s.workflow_step_uuid, s.task_uuid, m.queue, m.msg_id, m.correlation_id
+    FROM stored s
+    JOIN unnest(%(step_uuids)s::uuid[], %(queues)s::text[], %(msg_ids)s::bigint[], %(correlation_ids)s::uuid[])
+         AS m(step_uuid, queue, msg_id, correlation_id) ON m.step_uuid = s.workflow_step_uuid
+),
+payload AS (
+    SELECT array_agg(jsonb_build_object('task_uuid', task_uuid, 'step_uuid', workflow_step_uuid,
+                                        'correlation_id', correlation_id)) AS bodies
+    FROM delivered
+    HAVING count(*) > 0
+),
+sent AS (
+    SELECT count(*) AS n, pg_notify(%(results_channel)s, '') AS notified
+    FROM payload CROSS JOIN LATERAL pgmq.send_batch(%(results_queue)s, payload.bodies)
+),
+acked AS (
+    SELECT count(*) AS n
+    FROM (SELECT queue, array_agg(msg_id) AS ids FROM delivered GROUP BY queue) g
+    CROSS JOIN LATERAL pgmq.delete(g.queue, g.ids)
+)
+SELECT d.workflow_step_uuid, (SELECT n FROM sent) AS sent, (SELECT n FROM acked) AS acked
+FROM delivered d;
 
 -- name: template_configuration_get
 -- The stored template of a task template id (workers and orchestrators cache it).
@@ -48,3 +99,7 @@ SELECT configuration FROM tasker.named_tasks WHERE named_task_uuid = %(named_tas
 -- Tasks with steps ready to run (tasker.get_next_ready_tasks, migration 0003): backoffs that passed, tasks that
 -- were never started.
 SELECT task_uuid FROM tasker.get_next_ready_tasks(%(limit)s);
+
+-- name: step_readiness_many
+-- Readiness of every step of several tasks (tasker.get_step_readiness_status_batch, migration 0003).
+SELECT * FROM tasker.get_step_readiness_status_batch(%(task_uuids)s::uuid[]);

@@ -49,12 +49,15 @@ SELECT task_uuid FROM tasker.tasks WHERE identity_hash = %(identity_hash)s;
 
 -- name: task_lock
 -- Serialises orchestration decisions about one task (result processing, enqueueing, finalising) across
--- orchestrators: whoever holds the row lock sees every step change committed before it.
+-- orchestrators: whoever holds the row lock sees, from its next statement on, every change committed before it.
+SELECT t.task_uuid FROM tasker.tasks t WHERE t.task_uuid = %(task_uuid)s FOR UPDATE OF t;
+
+-- name: task_state_get
+-- A task's current state and the ids orchestration needs (read after task_lock).
 SELECT t.task_uuid, t.named_task_uuid, t.correlation_id, COALESCE(tt.to_state, 'pending') AS state
 FROM tasker.tasks t
 LEFT JOIN tasker.task_transitions tt ON tt.task_uuid = t.task_uuid AND tt.most_recent
-WHERE t.task_uuid = %(task_uuid)s
-FOR UPDATE OF t;
+WHERE t.task_uuid = %(task_uuid)s;
 
 -- name: task_get
 -- One task with its template names and current state.
@@ -85,3 +88,55 @@ FROM tasker.workflow_step_edges e
 JOIN tasker.workflow_steps s ON s.workflow_step_uuid = e.to_step_uuid
 WHERE s.task_uuid = %(task_uuid)s
 ORDER BY e.workflow_step_edge_uuid;
+
+-- name: task_lock_many
+-- Row locks on a batch of tasks, taken in uuid order so that two orchestrators locking overlapping batches cannot
+-- deadlock. Only the lock: a statement that waited for a lock still sees other tables as of its start, so states
+-- are read by the next statement.
+SELECT t.task_uuid
+FROM tasker.tasks t
+WHERE t.task_uuid = ANY(%(task_uuids)s::uuid[])
+ORDER BY t.task_uuid
+FOR UPDATE OF t;
+
+-- name: task_advance_many
+-- Carry out the orchestrator's plans for locked tasks in one statement: enqueue ready steps (compare-and-swap to
+-- 'enqueued'), send their messages to their namespace queues with one wake-up per queue, move the tasks
+-- (compare-and-swap), and delete the result messages that were applied. Under the task locks none of these can
+-- lose a race, so nothing here waits for another's outcome.
+WITH enqueued AS (
+    SELECT * FROM tasker.step_transition_many(
+        %(step_uuids)s::uuid[], %(from_states)s::text[], %(paths)s::jsonb[], %(metadata)s::jsonb[],
+        %(expected_attempts)s::int[], %(in_process)s::bool[], %(processed)s::bool[], %(stamp_processed_at)s::bool[],
+        %(count_attempt)s::bool[], %(reset_attempts)s::bool[], %(results)s::jsonb[], %(backoff_seconds)s::int[],
+        %(audit_success)s::bool[], %(worker_uuids)s::uuid[], %(correlation_ids)s::uuid[], %(execution_ms)s::bigint[]
+    )
+),
+routed AS (
+    SELECT m.queue, m.channel,
+           array_agg(jsonb_build_object('task_uuid', e.task_uuid, 'step_uuid', e.workflow_step_uuid,
+                                        'correlation_id', m.correlation_id)) AS bodies
+    FROM enqueued e
+    JOIN unnest(%(step_uuids)s::uuid[], %(queues)s::text[], %(channels)s::text[],
+                %(delivery_correlation_ids)s::uuid[])
+         AS m(step_uuid, queue, channel, correlation_id) ON m.step_uuid = e.workflow_step_uuid
+    GROUP BY m.queue, m.channel
+),
+sent AS (
+    SELECT r.queue, count(*) AS n, pg_notify(r.channel, '') AS notified
+    FROM routed r CROSS JOIN LATERAL pgmq.send_batch(r.queue, r.bodies)
+    GROUP BY r.queue, r.channel
+),
+moved AS (
+    SELECT * FROM tasker.task_transition_many(
+        %(task_uuids)s::uuid[], %(task_from_states)s::text[], %(task_paths)s::jsonb[], %(task_metadata)s::jsonb[]
+    )
+),
+acks AS (
+    SELECT %(ack_ids)s::bigint[] AS ids WHERE cardinality(%(ack_ids)s::bigint[]) > 0
+),
+acked AS (
+    SELECT count(*) AS n FROM acks CROSS JOIN LATERAL pgmq.delete(%(ack_queue)s, acks.ids)
+)
+SELECT (SELECT count(*) FROM enqueued) AS enqueued, (SELECT coalesce(sum(n), 0) FROM sent) AS sent,
+       (SELECT count(*) FROM moved) AS moved, (SELECT n FROM acked) AS acked;

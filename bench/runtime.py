@@ -1,0 +1,223 @@
+"""End-to-end benchmark: 4-step linear latency and diamond throughput, with orchestrator and worker processes.
+
+    .venv/bin/python bench/runtime.py                       # both figures, default sizes
+    .venv/bin/python bench/runtime.py --latency-tasks 300 --throughput-tasks 2000 --workers 2
+
+Database: ``TASKER_DATABASE_URL`` names a server on which a database ``tasker_bench_runtime`` is recreated; without
+it the embedded PostgreSQL 18 in ``.cache/bench-postgres`` is used. The orchestrator(s) and worker(s) are real
+``tasker`` processes. Tasks are created through the engine's own entry point (``create_task``), the same call the
+API and CLI make.
+
+Latency: one task at a time; the clock runs from just before ``create_task`` until the NOTIFY on
+``tasker_task_settled`` for that task arrives. The benchmark itself uses two connections (one creates, one listens).
+Throughput: N diamond tasks created as fast as four connections allow; steps/s = 4 N / (time from the first
+creation to the last task settled).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT / "src") not in sys.path:
+    sys.path.insert(0, str(ROOT / "src"))
+
+from tasker.engine.task_requests import create_task  # noqa: E402
+from tasker.messaging.pgmq import PgmqTransport  # noqa: E402
+from tasker.messaging.router import TASK_SETTLED_CHANNEL  # noqa: E402
+from tasker.model.requests import TaskRequest  # noqa: E402
+from tasker.store.db import Connection, connect  # noqa: E402
+from tasker.store.embedded import start_embedded  # noqa: E402
+from tasker.store.migrate import migrate  # noqa: E402
+from tasker.store.templates import template_register_paths  # noqa: E402
+
+DATABASE = "tasker_bench_runtime"
+
+
+def prepare_database(given: str | None) -> str:
+    """A fresh database for this run; returns its URL."""
+    import psycopg
+
+    admin = given or start_embedded(ROOT / ".cache" / "bench-postgres", database="postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DATABASE)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
+        version = conn.execute("SHOW server_version").fetchone()
+    print(f"PostgreSQL {version[0] if version else '?'}; database {DATABASE}")
+    return make_conninfo(admin, dbname=DATABASE)
+
+
+def start_services(url: str, orchestrators: int, workers: int, concurrency: int) -> list[subprocess.Popen[bytes]]:
+    env = {**os.environ, "TASKER_DATABASE_URL": url, "PYTHONPATH": str(ROOT), "TASKER_LOG_LEVEL": "warning"}
+    command = [sys.executable, "-m", "tasker.cli.main"]
+    processes = [subprocess.Popen([*command, "orchestrator"], cwd=ROOT, env=env) for _ in range(orchestrators)]
+    processes += [
+        subprocess.Popen([*command, "worker", "-n", "bench", "--concurrency", str(concurrency)], cwd=ROOT, env=env)
+        for _ in range(workers)
+    ]
+    return processes
+
+
+def stop_services(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+class Settled:
+    """Listens on the task-settled channel and lets callers await one task or a count of tasks."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.waiters: dict[str, asyncio.Future[float]] = {}
+        self.seen: dict[str, float] = {}
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(TASK_SETTLED_CHANNEL)))
+        self.task = asyncio.create_task(self._listen())
+
+    async def _listen(self) -> None:
+        async for note in self.conn.notifies():
+            now = time.perf_counter()
+            self.seen[note.payload] = now
+            waiter = self.waiters.pop(note.payload, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(now)
+
+    async def wait_for(self, task_uuid: str, timeout: float = 60.0) -> float:
+        if task_uuid in self.seen:
+            return self.seen[task_uuid]
+        future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        self.waiters[task_uuid] = future
+        return await asyncio.wait_for(future, timeout)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+async def measure_latency(url: str, count: int, warmup: int) -> dict[str, Any]:
+    creator, listener = await connect(url), await connect(url)
+    settled = Settled(listener)
+    await settled.start()
+    transport = PgmqTransport()
+    totals: list[float] = []
+    creates: list[float] = []
+    for i in range(warmup + count):
+        request = TaskRequest(namespace="bench", name="bench_linear", context={"i": i, "run": time.time()})
+        started = time.perf_counter()
+        created = await create_task(creator, transport, request, env="bench")
+        created_at = time.perf_counter()
+        done_at = await settled.wait_for(str(created.task_uuid))
+        if i >= warmup:
+            totals.append((done_at - started) * 1000)
+            creates.append((created_at - started) * 1000)
+    await creator.close()
+    await listener.close()
+    return {
+        "tasks": count,
+        "p50_ms": percentile(totals, 50),
+        "p95_ms": percentile(totals, 95),
+        "p99_ms": percentile(totals, 99),
+        "mean_ms": statistics.fmean(totals),
+        "create_p50_ms": percentile(creates, 50),
+        "create_p95_ms": percentile(creates, 95),
+    }
+
+
+async def measure_throughput(url: str, count: int, creators: int) -> dict[str, Any]:
+    listener = await connect(url)
+    settled = Settled(listener)
+    await settled.start()
+    connections = [await connect(url) for _ in range(creators)]
+    transport = PgmqTransport()
+    uuids: list[str] = []
+    started = time.perf_counter()
+
+    async def create_some(conn: Connection, indexes: range) -> None:
+        for i in indexes:
+            request = TaskRequest(namespace="bench", name="bench_diamond", context={"i": i, "run": started})
+            uuids.append(str((await create_task(conn, transport, request, env="bench")).task_uuid))
+
+    await asyncio.gather(*(create_some(c, range(k, count, creators)) for k, c in enumerate(connections)))
+    created_in = time.perf_counter() - started
+    finished = [await settled.wait_for(u, timeout=600) for u in uuids]
+    elapsed = max(finished) - started
+    for conn in [*connections, listener]:
+        await conn.close()
+    return {
+        "tasks": count,
+        "steps": 4 * count,
+        "created_per_s": count / created_in,
+        "elapsed_s": elapsed,
+        "steps_per_s": 4 * count / elapsed,
+    }
+
+
+async def setup(url: str) -> None:
+    conn = await connect(url)
+    await migrate(conn)
+    await template_register_paths(conn, ROOT / "bench" / "templates")
+    await conn.close()
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--latency-tasks", type=int, default=300)
+    parser.add_argument("--warmup", type=int, default=30)
+    parser.add_argument("--throughput-tasks", type=int, default=2000)
+    parser.add_argument("--orchestrators", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--worker-concurrency", type=int, default=32)
+    parser.add_argument("--creators", type=int, default=4, help="connections creating tasks in the throughput run")
+    parser.add_argument("--database-url", default=os.environ.get("TASKER_DATABASE_URL"))
+    args = parser.parse_args(argv)
+
+    url = prepare_database(args.database_url)
+    asyncio.run(setup(url))
+    processes = start_services(url, args.orchestrators, args.workers, args.worker_concurrency)
+    try:
+        time.sleep(1.5)
+        report: dict[str, Any] = {}
+        if args.latency_tasks:
+            report["latency"] = asyncio.run(measure_latency(url, args.latency_tasks, args.warmup))
+            lat = report["latency"]
+            print(
+                f"linear 4-step latency over {lat['tasks']} tasks (bench uses 2 connections; "
+                f"{args.orchestrators} orchestrator, {args.workers} worker process(es)): "
+                f"p50 {lat['p50_ms']:.1f} ms, p95 {lat['p95_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms; "
+                f"task creation p50 {lat['create_p50_ms']:.2f} ms, p95 {lat['create_p95_ms']:.2f} ms"
+            )
+        if args.throughput_tasks:
+            report["throughput"] = asyncio.run(measure_throughput(url, args.throughput_tasks, args.creators))
+            tp = report["throughput"]
+            print(
+                f"diamond throughput: {tp['tasks']} tasks ({tp['steps']} steps) in {tp['elapsed_s']:.2f} s = "
+                f"{tp['steps_per_s']:.0f} steps/s (created at {tp['created_per_s']:.0f} tasks/s over "
+                f"{args.creators} connections; worker concurrency {args.worker_concurrency})"
+            )
+        return report
+    finally:
+        stop_services(processes)
+
+
+if __name__ == "__main__":
+    main()
