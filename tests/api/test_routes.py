@@ -288,6 +288,8 @@ def test_non_json_empty_and_oversize_bodies(http: httpx.Client, db_url: str) -> 
     assert error_of(http.post("/v1/tasks", json=huge), 413)["code"] == "PAYLOAD_TOO_LARGE"
     error_of(http.get("/v1/tasks/not-a-uuid"), 400)
     error_of(http.get("/v1/tasks", params={"per_page": 1000}), 400)
+    error_of(http.get("/v1/tasks", params={"status": "\x00"}), 400)  # PostgreSQL text cannot hold NUL
+    error_of(http.post("/v1/tasks", json={**LINEAR, "name": "a\x00b", "context": {}}), 400)
     assert counts(db_url) == before
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -97,6 +98,11 @@ def install(app: FastAPI) -> None:
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         codes = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "PAYLOAD_TOO_LARGE"}
         return error_response(exc.status_code, codes.get(exc.status_code, "HTTP_ERROR"), str(exc.detail))
+
+    @app.exception_handler(psycopg.DataError)
+    async def _data(_: Request, exc: psycopg.DataError) -> JSONResponse:
+        # values PostgreSQL cannot hold (NUL characters, out-of-range numbers) are the caller's input at fault
+        return error_response(400, "BAD_REQUEST", "a value in the request cannot be stored (e.g. a NUL character)")
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -8,6 +8,8 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from psycopg.errors import UndefinedTable
+
 from tasker.store.db import Connection
 from tasker.store.queries import Q
 
@@ -68,7 +70,15 @@ async def state_counts(conn: Connection) -> dict[str, dict[str, int]]:
 
 
 async def queue_depths(conn: Connection) -> dict[str, int]:
-    return {r["queue_name"]: int(r["depth"]) for r in await (await conn.execute(Q["queue_depths"])).fetchall()}
+    """Messages waiting per queue; a queue dropped between listing and counting is skipped."""
+    depths: dict[str, int] = {}
+    for row in await (await conn.execute(Q["queue_names"])).fetchall():
+        try:
+            found = await (await conn.execute(Q["queue_depth"], {"queue": row["queue_name"]})).fetchone()
+        except UndefinedTable:
+            continue
+        depths[row["queue_name"]] = int(found["depth"]) if found else 0
+    return depths
 
 
 async def analytics_performance(conn: Connection, since: datetime) -> dict[str, Any]:

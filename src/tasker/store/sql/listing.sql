@@ -90,9 +90,13 @@ FROM tasker.workflow_steps s
 LEFT JOIN tasker.workflow_step_transitions st ON st.workflow_step_uuid = s.workflow_step_uuid AND st.most_recent
 GROUP BY 2;
 
--- name: queue_depths
--- Messages waiting per PGMQ queue: backpressure on task creation and the detailed health report.
-SELECT queue_name, queue_length::bigint AS depth FROM pgmq.metrics_all();
+-- name: queue_names
+-- PGMQ queues whose table exists (a queue being created or dropped concurrently is left out, so counting the
+-- listed ones cannot fail the way pgmq.metrics_all can); depths are then read queue by queue.
+SELECT m.queue_name
+FROM pgmq.meta m
+WHERE to_regclass(format('pgmq.%I', 'q_' || m.queue_name)) IS NOT NULL
+ORDER BY m.queue_name;
 
 -- name: analytics_performance
 -- Task and step throughput over the tasks created since `since`: counts by outcome and mean durations from
