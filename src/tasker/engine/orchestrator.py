@@ -11,13 +11,14 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from uuid import UUID
 
 from psycopg_pool import AsyncConnectionPool
 
 from tasker.engine.finalizer import evaluate_task
 from tasker.engine.results import apply_results
+from tasker.engine.staleness import StalenessDefaults, sweep_periodically
 from tasker.engine.task_requests import create_task
 from tasker.errors import TaskerError
 from tasker.messaging.pgmq import PgmqTransport
@@ -40,6 +41,10 @@ _Handler = Callable[[list[Message]], Awaitable[None]]
 @dataclass(frozen=True)
 class OrchestratorConfig:
     env: str = "development"
+    staleness: StalenessDefaults = field(default_factory=StalenessDefaults)
+    staleness_enabled: bool = True
+    staleness_dry_run: bool = False
+    staleness_batch_size: int = 100
     batch_size: int = 50
     concurrency: int = 8
     visibility_seconds: int = 30
@@ -79,6 +84,16 @@ class Orchestrator:
             asyncio.create_task(self._consume(TASK_REQUESTS_QUEUE, wakeups, self._create_tasks), name="requests"),
             asyncio.create_task(self._wake_ready_tasks(), name="ready"),
         ]
+        if self.config.staleness_enabled:
+            sweep = sweep_periodically(
+                self.pool.connection,
+                stop,
+                defaults=self.config.staleness,
+                dry_run=self.config.staleness_dry_run,
+                batch_size=self.config.staleness_batch_size,
+                processor_uuid=self.processor_uuid,
+            )
+            loops.append(asyncio.create_task(sweep, name="staleness"))
         log.info("orchestrator %s started", self.processor_uuid)
         try:
             await stop.wait()
