@@ -62,6 +62,16 @@ class Settings(BaseSettings):
     jwt_permissions_claim: str = "permissions"
     jwt_allowed_algorithms: list[str] = Field(default_factory=lambda: ["RS256"])
 
+    # staleness sweep in every orchestrator (a template's `lifecycle` minutes win over these)
+    staleness_enabled: bool = True
+    staleness_dry_run: bool = Field(default=False, description="report stale tasks without moving them")
+    staleness_interval_seconds: float = Field(default=300.0, gt=0)
+    staleness_batch_size: int = Field(default=100, ge=1)
+    staleness_waiting_for_dependencies_minutes: int = Field(default=60, ge=1)
+    staleness_waiting_for_retry_minutes: int = Field(default=30, ge=1)
+    staleness_steps_in_process_minutes: int = Field(default=30, ge=1)
+    staleness_task_max_lifetime_hours: int = Field(default=24, ge=1)
+
     # clients (CLI): talk to this API instead of the database when set
     api_url: str | None = Field(default=None, description="REST API base URL used by the CLI when set")
     api_key: SecretStr | None = Field(default=None, description="API key the CLI and client send")

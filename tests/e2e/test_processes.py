@@ -122,3 +122,36 @@ async def test_idle_services_cost_almost_nothing(registered: Connection, db_url:
     await asyncio.sleep(1.5)
     per_second = (await commits() - before - 2) / elapsed
     assert per_second <= 5, f"idle orchestrator + worker ran {per_second:.1f} transactions per second"
+
+
+async def test_serve_runs_a_workflow_through_its_api_and_stops_cleanly(registered: Connection, db_url: str) -> None:
+    import socket
+
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = start(db_url, "serve", "-n", "linear_workflow", "--port", str(port), log_name="serve")
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    if (await client.get("/health/ready")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, "tasker serve did not become ready"
+                await asyncio.sleep(0.1)
+            body = {"namespace": "linear_workflow", "name": "mathematical_sequence", "version": "1.0.0",
+                    "context": {"even_number": 4}}
+            created = await client.post("/v1/tasks", json=body)
+            assert created.status_code == 201, created.text
+            task_uuid = created.json()["task_uuid"]
+            while (await client.get(f"/v1/tasks/{task_uuid}")).json()["status"] not in ("complete", "error"):
+                assert time.monotonic() < deadline + 20
+                await asyncio.sleep(0.05)
+            assert (await client.get(f"/v1/tasks/{task_uuid}")).json()["status"] == "complete"
+    finally:
+        assert stop(server) == 0

@@ -1,7 +1,7 @@
 """The REST API: ``create_app(settings)`` builds the FastAPI application; its lifespan owns the connection pool.
 
 Routes and field names are tasker-core's (``/v1/...``). Handlers are thin: authentication (a dependency, run
-before any body is read), body parsing, then an operation from :mod:`tasker.api.operations`.
+before any body is read), body parsing, then an operation from :mod:`tasker.service`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
 from starlette.routing import Match
 
-from tasker.api import errors, operations
+from tasker import service as operations
+from tasker.api import errors
 from tasker.api.auth import require
 from tasker.api.errors import ApiError
 from tasker.api.metrics import ApiMetrics

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
-from tasker.api import operations
+from tasker import service as operations
 from tasker.cli.common import database_url, run, settings
 from tasker.client import TaskerClient
 from tasker.messaging.pgmq import PgmqTransport

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from tasker.cli import api, config, db, demo, health, services, task, template
+from tasker.cli import api, config, db, demo, dlq, health, services, task, template
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -16,6 +16,7 @@ app.add_typer(db.app, name="db")
 app.add_typer(template.app, name="template")
 app.add_typer(task.app, name="task")
 app.add_typer(config.app, name="config")
+app.add_typer(dlq.app, name="dlq")
 app.command("orchestrator")(services.orchestrator)
 app.command("worker")(services.worker)
 app.command("serve")(services.serve)

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import os
 import sys
+from collections.abc import Iterator
 from typing import Annotated
 
 import typer
+import uvicorn
 
+from tasker.api.app import create_app
 from tasker.cli.common import configure_logging, database_url, handle_errors, settings, until_signalled
+from tasker.config import Settings
 from tasker.engine.orchestrator import Orchestrator, OrchestratorConfig
+from tasker.engine.staleness import StalenessDefaults
 from tasker.store.db import connection
 from tasker.store.migrate import migrate
 from tasker.worker.process import Worker, WorkerConfig
@@ -38,6 +44,32 @@ def _prepare(log_level: str, imports: list[str] | None) -> str:
     return url
 
 
+class _QuietServer(uvicorn.Server):
+    """uvicorn inside `serve`: the process's own signal handlers stop everything, uvicorn's would stop only it."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def orchestrator_config(current: Settings, concurrency: int = 8) -> OrchestratorConfig:
+    """The orchestrator's configuration from the settings (one place, shared by `orchestrator` and `serve`)."""
+    return OrchestratorConfig(
+        env=current.env,
+        concurrency=concurrency,
+        staleness=StalenessDefaults(
+            waiting_for_dependencies_minutes=current.staleness_waiting_for_dependencies_minutes,
+            waiting_for_retry_minutes=current.staleness_waiting_for_retry_minutes,
+            steps_in_process_minutes=current.staleness_steps_in_process_minutes,
+            task_max_lifetime_hours=current.staleness_task_max_lifetime_hours,
+            interval_seconds=current.staleness_interval_seconds,
+        ),
+        staleness_enabled=current.staleness_enabled,
+        staleness_dry_run=current.staleness_dry_run,
+        staleness_batch_size=current.staleness_batch_size,
+    )
+
+
 @handle_errors
 def orchestrator(
     concurrency: Annotated[int, typer.Option(help="results applied at once")] = 8,
@@ -45,7 +77,7 @@ def orchestrator(
 ) -> None:
     """Run an orchestrator: apply step results, enqueue ready steps, finalise tasks (TASKER_DATABASE_URL)."""
     url = _prepare(log_level, None)
-    service = Orchestrator(url, OrchestratorConfig(env=settings().env, concurrency=concurrency))
+    service = Orchestrator(url, orchestrator_config(settings(), concurrency))
     asyncio.run(until_signalled(service.run))
 
 
@@ -71,16 +103,36 @@ def worker(
 def serve(
     namespace: Annotated[list[str], typer.Option("--namespace", "-n", help="namespace(s) to serve")],
     concurrency: Annotated[int, typer.Option(help="handlers running at once")] = 10,
+    api: Annotated[bool, typer.Option("--api/--no-api", help="also serve the REST API")] = True,
+    port: Annotated[int | None, typer.Option(help="API port (default: settings api_port)")] = None,
     imports: Imports = None,
     log_level: LogLevel = "info",
 ) -> None:
-    """Run an orchestrator and a worker in one process, for small deployments."""
+    """Run an orchestrator, a worker and the REST API in one process, for small deployments."""
     url = _prepare(log_level, imports)
-    env = settings().env
-    orchestrator_service = Orchestrator(url, OrchestratorConfig(env=env))
-    worker_service = Worker(url, WorkerConfig(namespaces=namespace, concurrency=concurrency, env=env))
+    current = settings()
+    orchestrator_service = Orchestrator(url, orchestrator_config(current))
+    worker_service = Worker(url, WorkerConfig(namespaces=namespace, concurrency=concurrency, env=current.env))
 
-    async def both(stop: asyncio.Event) -> None:
-        await asyncio.gather(orchestrator_service.run(stop), worker_service.run(stop))
+    async def everything(stop: asyncio.Event) -> None:
+        services = [orchestrator_service.run(stop), worker_service.run(stop)]
+        if api:
+            server = _QuietServer(
+                uvicorn.Config(
+                    create_app(current, database_url=url),
+                    host=current.api_host,
+                    port=port or current.api_port,
+                    log_level=log_level.lower(),
+                )
+            )
 
-    asyncio.run(until_signalled(both))
+            async def serve_api() -> None:
+                api_task = asyncio.create_task(server.serve())
+                await stop.wait()
+                server.should_exit = True
+                await api_task
+
+            services.append(serve_api())
+        await asyncio.gather(*services)
+
+    asyncio.run(until_signalled(everything))

@@ -1,4 +1,5 @@
-"""What each route does, on one database connection, returning wire models.
+"""The service layer under every face: what each API route and CLI command does, on one database connection,
+returning wire models.
 
 No HTTP here: the API wraps these in routes, and the CLI calls them directly when it talks to the database.
 """
