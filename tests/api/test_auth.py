@@ -135,3 +135,13 @@ def test_permission_matching() -> None:
     assert grants(["steps:read"], "steps:read")
     assert not grants(["steps:read"], "steps:resolve")
     assert not grants(["tasks"], "tasks:read")
+
+
+def test_dlq_routes_need_dlq_permissions(secured_url: str) -> None:
+    assert call(secured_url, "GET", "/v1/dlq").status_code == 401
+    assert call(secured_url, "GET", "/v1/dlq", {"X-API-Key": "tasks-secret-key"}).status_code == 403
+    assert call(secured_url, "GET", "/v1/dlq/stats", {"X-API-Key": "tasks-secret-key"}).status_code == 403
+    assert call(secured_url, "GET", "/v1/dlq", {"X-API-Key": "admin-secret-key"}).status_code == 200
+    dlq_reader = token(permissions=["dlq:read"])
+    assert call(secured_url, "GET", "/v1/dlq", {"Authorization": f"Bearer {dlq_reader}"}).status_code == 200
+    assert call(secured_url, "GET", "/v1/dlq/stats", {"Authorization": f"Bearer {dlq_reader}"}).status_code == 403

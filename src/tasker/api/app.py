@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from starlette.routing import Match
 
 from tasker import service as operations
+from tasker.api import dlq as dlq_routes
 from tasker.api import errors
 from tasker.api.auth import require
 from tasker.api.errors import ApiError
@@ -313,6 +314,8 @@ def create_app(settings: Settings, *, database_url: str | None = None) -> FastAP
             )
 
     # --- health and metrics (public) -------------------------------------------------------------------------
+
+    dlq_routes.register(app, db, body_of)
 
     def now() -> datetime:
         return datetime.now(UTC)

@@ -317,3 +317,12 @@ class HealthResponse(_Body):
     timestamp: datetime
     checks: dict[str, HealthCheck] = Field(default_factory=dict)
     info: dict[str, Any] = Field(default_factory=dict)
+
+
+class DlqEntryUpdate(_Body):
+    """Body of ``PATCH /v1/dlq/entry/{dlq_entry_uuid}``: what the investigation concluded."""
+
+    resolution_status: str | None = None
+    resolution_notes: str | None = None
+    resolved_by: str | None = None
+    metadata: dict[str, Any] | None = None
