@@ -1,42 +1,213 @@
-"""``tasker demo``: start the database, migrate it and show what is there."""
+"""``tasker demo``: real workflows on the embedded PostgreSQL, end to end, in one command.
+
+It registers the templates of ``examples/``, runs an orchestrator and a worker, creates a batch of tasks (orders
+whose payment retries, refunds of which one fails for good, data pipelines), shows a progress bar while they run,
+then prints each kind of workflow's DAG with per-step timings and a summary.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
+from pathlib import Path
+from typing import Annotated, Any
+from uuid import UUID
 
+import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.tree import Tree
 
-from tasker.config import load_settings
+from tasker.cli.common import handle_errors, settings
+from tasker.engine.orchestrator import Orchestrator, OrchestratorConfig
+from tasker.engine.task_requests import create_task
+from tasker.messaging.pgmq import PgmqTransport
+from tasker.model.requests import TaskRequest
+from tasker.model.states import TASK_TERMINAL, TaskState
 from tasker.store import embedded
-from tasker.store.db import connection
+from tasker.store.db import Connection, connection
 from tasker.store.migrate import migrate
-from tasker.store.schema_doc import describe
+from tasker.store.tasks import task_edges, task_get, task_steps
+from tasker.store.templates import template_register_paths
+from tasker.worker.process import Worker, WorkerConfig
 
 console = Console()
+NAMESPACES = ["ecommerce", "payments", "analytics"]
+STATE_STYLE = {"complete": "green", "error": "red", "blocked_by_failures": "red", "waiting_for_retry": "yellow"}
 
 
-async def _summary(url: str) -> None:
+def examples_dir() -> Path:
+    """``examples/`` of the working directory, else of the checkout this package was installed from."""
+    for candidate in (Path.cwd() / "examples", Path(__file__).resolve().parents[3] / "examples"):
+        if (candidate / "templates").is_dir():
+            return candidate
+    raise typer.BadParameter("no examples/ directory found: run the demo from a Tasker checkout")
+
+
+def requests(orders: int) -> list[TaskRequest]:
+    """The demo's batch: orders (every third with a flaky payment gateway), refunds (one too large), pipelines."""
+    batch = [
+        TaskRequest(
+            namespace="ecommerce",
+            name="order_fulfillment",
+            context={
+                "order_id": f"ord-{i:03d}",
+                "customer": {"email": f"customer{i}@example.com"},
+                "items": [
+                    {"sku": "SKU-1", "quantity": 1 + i % 3, "price": 19.99},
+                    {"sku": "SKU-2", "quantity": 1, "price": 5.0 * (i + 1)},
+                ],
+                "flaky_gateway": i % 3 == 0,
+            },
+            initiator="tasker-demo",
+            idempotency_key=f"demo-order-{i}-{time.time_ns()}",
+        )
+        for i in range(orders)
+    ]
+    for i, amount in enumerate([25.0, 120.0, 9000.0]):
+        batch.append(
+            TaskRequest(
+                namespace="payments",
+                name="process_refund",
+                initiator="tasker-demo",
+                context={"payment_id": f"pay-{i}", "amount": amount},
+                idempotency_key=f"demo-refund-{i}-{time.time_ns()}",
+            )
+        )
+    for i in range(2):
+        batch.append(
+            TaskRequest(
+                namespace="analytics",
+                name="daily_report",
+                initiator="tasker-demo",
+                context={"day": f"2026-11-{20 + i}"},
+                idempotency_key=f"demo-report-{i}-{time.time_ns()}",
+            )
+        )
+    return batch
+
+
+def _settled(state: str) -> bool:
+    return TaskState(state) in TASK_TERMINAL or state == TaskState.BLOCKED_BY_FAILURES
+
+
+async def _run(url: str, orders: int) -> None:
     async with connection(url) as conn:
-        applied = await migrate(conn)
-        desc = await describe(conn)
-        version = await (await conn.execute("SELECT current_setting('server_version') AS v")).fetchone()
-    console.print(f"PostgreSQL {version['v'] if version else '?'}; migrations applied now: {len(applied)}")
-    table = Table(title="schema tasker")
-    table.add_column("table")
-    table.add_column("columns", justify="right")
-    table.add_column("description")
-    for t in desc.tables:
-        table.add_row(t.name, str(len(t.columns)), t.description)
+        await migrate(conn)
+        registered = await template_register_paths(conn, examples_dir() / "templates")
+        console.print(f"registered {len(registered)} templates from examples/templates")
+        stop = asyncio.Event()
+        services = [
+            Orchestrator(url, OrchestratorConfig(env=settings().env)).run(stop),
+            Worker(url, WorkerConfig(namespaces=NAMESPACES, concurrency=16, env=settings().env)).run(stop),
+        ]
+        running = [asyncio.create_task(s) for s in services]
+        try:
+            created = await _create_and_follow(conn, requests(orders))
+        finally:
+            stop.set()
+            await asyncio.gather(*running)
+        await _report(conn, created)
+
+
+async def _create_and_follow(conn: Connection, batch: list[TaskRequest]) -> list[tuple[TaskRequest, UUID]]:
+    transport = PgmqTransport()
+    created = []
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    ) as progress:
+        bar = progress.add_task("workflows settled", total=len(batch))
+        for request in batch:
+            created.append((request, (await create_task(conn, transport, request, env=settings().env)).task_uuid))
+        deadline = time.monotonic() + 60
+        while True:
+            states = [(await task_get(conn, task_uuid))["state"] for _, task_uuid in created]
+            progress.update(bar, completed=sum(_settled(s) for s in states))
+            if all(_settled(s) for s in states) or time.monotonic() > deadline:
+                return created
+            await asyncio.sleep(0.1)
+
+
+def _duration_ms(step: dict[str, Any]) -> str:
+    if step["processed_at"] is None:
+        return "-"
+    return f"{(step['processed_at'] - step['created_at']).total_seconds() * 1000:.0f} ms"
+
+
+async def _tree(conn: Connection, task_uuid: UUID) -> Tree:
+    task = await task_get(conn, task_uuid)
+    steps = {s["workflow_step_uuid"]: s for s in await task_steps(conn, task_uuid)}
+    edges = await task_edges(conn, task_uuid)
+    children: dict[UUID, list[UUID]] = {}
+    for edge in edges:
+        children.setdefault(edge["from_step_uuid"], []).append(edge["to_step_uuid"])
+    has_parent = {edge["to_step_uuid"] for edge in edges}
+    style = STATE_STYLE.get(task["state"], "white")
+    root = Tree(f"[bold]{task['namespace_name']}/{task['task_name']}[/bold] [{style}]{task['state']}[/{style}]")
+
+    def add(node: Tree, step_uuid: UUID, seen: set[UUID]) -> None:
+        step = steps[step_uuid]
+        colour = STATE_STYLE.get(step["state"], "white")
+        label = (
+            f"{step['name']} [{colour}]{step['state']}[/{colour}] attempts {step['attempts']} · {_duration_ms(step)}"
+        )
+        if step_uuid in seen:
+            node.add(f"{step['name']} (joined above)")
+            return
+        seen.add(step_uuid)
+        branch = node.add(label)
+        for child in children.get(step_uuid, []):
+            add(branch, child, seen)
+
+    seen: set[UUID] = set()
+    for step_uuid in steps:
+        if step_uuid not in has_parent:
+            add(root, step_uuid, seen)
+    return root
+
+
+async def _report(conn: Connection, created: list[tuple[TaskRequest, UUID]]) -> None:
+    shown: set[str] = set()
+    for request, task_uuid in created:
+        task = await task_get(conn, task_uuid)
+        kind = f"{request.name}:{task['state']}"
+        if kind not in shown:
+            shown.add(kind)
+            console.print(await _tree(conn, task_uuid))
+    table = Table("workflow", "tasks", "complete", "blocked / failed", "retried steps", "p50 duration")
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    retried: dict[str, int] = {}
+    for request, task_uuid in created:
+        task = await task_get(conn, task_uuid)
+        by_name.setdefault(request.name, []).append(task)
+        retried[request.name] = retried.get(request.name, 0) + sum(
+            1 for s in await task_steps(conn, task_uuid) if s["attempts"] > 1
+        )
+    for name, tasks in by_name.items():
+        durations = sorted(
+            (t["completed_at"] - t["created_at"]).total_seconds() * 1000 for t in tasks if t["completed_at"]
+        )
+        p50 = f"{durations[len(durations) // 2]:.0f} ms" if durations else "-"
+        done = sum(t["state"] == "complete" for t in tasks)
+        table.add_row(name, str(len(tasks)), str(done), str(len(tasks) - done), str(retried[name]), p50)
     console.print(table)
+    console.print(
+        "Blocked tasks wait for an operator: `tasker task list --status blocked_by_failures`, then "
+        "`tasker task resolve-step` / `reset-step` / `complete-step` resumes them."
+    )
 
 
-def demo() -> None:
-    """Run the demo on the embedded PostgreSQL (or TASKER_DATABASE_URL)."""
-    settings = load_settings()
+@handle_errors
+def demo(orders: Annotated[int, typer.Option(help="how many order workflows to run")] = 12) -> None:
+    """Run example workflows end to end on the embedded PostgreSQL (or TASKER_DATABASE_URL)."""
+    current = settings()
     started = time.perf_counter()
-    url = embedded.database_url(settings)
-    where = f"embedded PostgreSQL in {settings.data_dir}" if embedded.is_embedded(settings) else "TASKER_DATABASE_URL"
+    url = embedded.database_url(current)
+    where = f"embedded PostgreSQL 18 in {current.data_dir}" if embedded.is_embedded(current) else "TASKER_DATABASE_URL"
     console.print(f"database: {where} (ready in {time.perf_counter() - started:.2f}s)")
-    asyncio.run(_summary(url))
+    root = str(examples_dir().parent)
+    if root not in sys.path:
+        sys.path.insert(0, root)  # so `examples.handlers` imports
+    asyncio.run(_run(url, orders))
