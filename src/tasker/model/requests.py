@@ -39,7 +39,7 @@ def validate_context(schema: dict[str, Any] | None, context: dict[str, Any], tem
         validator = Draft202012Validator(schema)
     except SchemaError as exc:  # pragma: no cover - templates are validated at registration
         raise TemplateError(f"{template_key}: input_schema is not valid JSON Schema: {exc.message}") from exc
-    errors = sorted(validator.iter_errors(context), key=lambda e: (list(e.absolute_path), e.message))
+    errors = sorted(validator.iter_errors(context), key=lambda e: (_pointer(_path_of(e)), e.message))
     if not errors:
         return
     failures = [{"field": _pointer(_path_of(error)), "message": error.message} for error in errors]
