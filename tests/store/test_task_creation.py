@@ -177,7 +177,8 @@ async def _counts(conn: Connection) -> tuple[int, ...]:
     row = await (
         await conn.execute(
             "SELECT (SELECT count(*) FROM tasker.tasks) AS t, (SELECT count(*) FROM tasker.workflow_steps) AS s,"
-            " (SELECT count(*) FROM tasker.workflow_step_edges) AS e, (SELECT count(*) FROM tasker.task_transitions) AS tt"
+            " (SELECT count(*) FROM tasker.workflow_step_edges) AS e,"
+            " (SELECT count(*) FROM tasker.task_transitions) AS tt"
         )
     ).fetchone()
     assert row is not None
