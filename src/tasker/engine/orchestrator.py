@@ -48,8 +48,9 @@ class OrchestratorConfig:
     batch_size: int = 50
     concurrency: int = 8
     visibility_seconds: int = 30
-    ready_poll_seconds: float = 1.0
-    idle_poll_max_seconds: float = 2.0
+    ready_poll_seconds: float = 1.0  # first poll interval for tasks whose backoff passed; backs off while idle
+    ready_poll_max_seconds: float = 5.0
+    idle_poll_max_seconds: float = 5.0  # queue polls only back up LISTEN/NOTIFY
 
 
 class Orchestrator:
@@ -179,9 +180,14 @@ class Orchestrator:
             self._ready_wake.set()
 
     async def _wake_ready_tasks(self) -> None:
-        """Poll for tasks with ready steps (backoffs that passed), waking early for retries scheduled here."""
+        """Poll for tasks with ready steps (backoffs that passed), waking early for retries scheduled here.
+
+        Retries this orchestrator scheduled wake it exactly on time; the poll (1 s, backing off to 5 s while it finds
+        nothing) catches the rest: retries scheduled by an orchestrator that has since stopped, tasks created
+        without their first steps enqueued."""
+        idle = IdleBackoff(minimum=self.config.ready_poll_seconds, maximum=self.config.ready_poll_max_seconds)
         while not self._stopping:
-            timeout = self.config.ready_poll_seconds
+            timeout = idle.idle()
             if self._next_retry_at is not None:
                 timeout = min(timeout, max(self._next_retry_at - time.monotonic(), 0.0))
             self._ready_wake.clear()
@@ -192,15 +198,17 @@ class Orchestrator:
             if self._next_retry_at is not None and self._next_retry_at <= time.monotonic():
                 self._next_retry_at = None
             try:
-                await self._evaluate_ready_tasks()
+                if await self._evaluate_ready_tasks():
+                    idle.found_work()
             except Exception:
                 log.exception("waking ready tasks failed")
 
-    async def _evaluate_ready_tasks(self) -> None:
+    async def _evaluate_ready_tasks(self) -> int:
         async with self.pool.connection() as conn:
             task_uuids = await task_ready_many(conn, self.config.batch_size)
             for task_uuid in task_uuids:
                 await self._evaluate(conn, task_uuid)
+        return len(task_uuids)
 
     async def _evaluate(self, conn: Connection, task_uuid: UUID) -> None:
         async with conn.transaction():
