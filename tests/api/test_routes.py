@@ -209,8 +209,14 @@ def test_health_metrics_and_openapi(http: httpx.Client) -> None:
     assert "queue_depth" in detailed["info"] and "system_health" in detailed["info"]
     create(http)
     text = http.get("/metrics").text
-    assert 'tasker_tasks{state="steps_in_process"} 1.0' in text
-    assert 'tasker_steps{state="pending"} 3.0' in text
+    assert 'tasker_tasks{namespace="linear_workflow",state="steps_in_process"} 1.0' in text
+    assert 'tasker_steps{namespace="linear_workflow",state="pending"} 3.0' in text
+    assert 'tasker_steps{namespace="linear_workflow",state="enqueued"} 1.0' in text
+    requested = 'tasker_tasks_requests_total{namespace="linear_workflow"} '
+    before = float(text.split(requested)[1].split()[0])
+    create(http, context={"even_number": 12})
+    after = float(http.get("/metrics").text.split(requested)[1].split()[0])
+    assert after == before + 1, "the engine's counters move as tasks are created"
     assert 'tasker_http_requests_total{method="POST",route="/v1/tasks",status="201"} 1.0' in text
     document = http.get("/api-docs/openapi.json").json()
     assert "/v1/tasks/{task_uuid}/workflow_steps/{step_uuid}/audit" in document["paths"]

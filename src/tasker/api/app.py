@@ -374,9 +374,10 @@ def create_app(settings: Settings, *, database_url: str | None = None) -> FastAP
     @app.get("/metrics", response_class=PlainTextResponse, tags=["health"])
     async def prometheus(request: Request) -> Response:
         async with db(request) as conn:
-            counts = await listing.state_counts(conn)
+            states = await listing.state_counts_by_namespace(conn)
             queues = await listing.queue_depths(conn)
-        body = metrics.render(counts["task"], counts["step"], queues)
+            dlq = await listing.dlq_counts(conn)
+        body = metrics.render(states, queues, dlq)
         return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     @app.get("/openapi.json", include_in_schema=False)

@@ -17,7 +17,7 @@ from uuid import UUID
 from psycopg_pool import AsyncConnectionPool
 
 from tasker.engine.finalizer import evaluate_task
-from tasker.engine.results import apply_results
+from tasker.engine.results import Applied, apply_results
 from tasker.engine.staleness import StalenessDefaults, sweep_periodically
 from tasker.engine.task_requests import create_task
 from tasker.errors import TaskerError
@@ -32,6 +32,13 @@ from tasker.store.db import Connection, create_pool
 from tasker.store.steps import task_ready_many
 from tasker.store.tasks import task_lock
 from tasker.store.template_cache import TemplateCache
+from tasker.telemetry import (
+    STEP_RESULT_PROCESSING,
+    STEP_RESULTS_PROCESSED,
+    TASKS_COMPLETED,
+    TASKS_FAILED,
+    record_task_span,
+)
 
 log = logging.getLogger("tasker.orchestrator")
 
@@ -152,14 +159,40 @@ class Orchestrator:
                     log.exception("applying step result %s failed; it will be retried", message.msg_id)
 
     async def _apply(self, messages: list[Message]) -> None:
+        started = time.time_ns()
         async with self.pool.connection() as conn:
             applied = await apply_results(
                 conn, self.transport, self.templates, messages, processor_uuid=self.processor_uuid
             )
+        finished = time.time_ns()
         self.results_applied += len(messages)
+        self._observe(messages, applied, started, finished)
         for outcome in applied:
             if outcome.retry_in_seconds is not None:
                 self._schedule_ready_check(outcome.retry_in_seconds)
+
+    def _observe(self, messages: list[Message], applied: list[Applied], started: int, finished: int) -> None:
+        """Metrics and spans of an applied batch (one span per message, in its task's trace)."""
+        STEP_RESULT_PROCESSING.observe((finished - started) / 1e6)
+        task_of = {m.body.get("step_uuid"): m.body.get("task_uuid") for m in messages}
+        settled: dict[str, TaskState] = {}
+        for outcome in applied:
+            STEP_RESULTS_PROCESSED.labels(str(outcome.step_state)).inc()
+            if outcome.task_state in (TaskState.COMPLETE, TaskState.BLOCKED_BY_FAILURES):
+                settled[str(task_of.get(str(outcome.step_uuid)))] = outcome.task_state
+        for task_state in settled.values():
+            (TASKS_COMPLETED if task_state is TaskState.COMPLETE else TASKS_FAILED).inc()
+        for message in messages:
+            record_task_span(
+                "step.result_processed",
+                message.body["correlation_id"],
+                started,
+                finished,
+                task_uuid=message.body.get("task_uuid"),
+                step_uuid=message.body.get("step_uuid"),
+                processor_uuid=self.processor_uuid,
+                batch=len(messages),
+            )
 
     async def _create_tasks(self, messages: list[Message]) -> None:
         for message in messages:

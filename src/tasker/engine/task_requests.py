@@ -21,6 +21,7 @@ from tasker.model.template import TaskTemplate
 from tasker.store.db import Connection
 from tasker.store.tasks import NewStep, NewTask, task_create, task_find_by_identity
 from tasker.store.templates import template_get
+from tasker.telemetry import STEPS_ENQUEUED, TASKS_REQUESTED, task_span
 
 
 @dataclass(frozen=True)
@@ -95,14 +96,25 @@ async def create_task(
         task.correlation_id,
     )
     try:
-        async with conn.transaction():
-            await task_create(conn, task)
-            await apply_plans(conn, transport, [plan], metadata)
+        with task_span(
+            "task.create",
+            task.correlation_id,
+            task_uuid=task.task_uuid,
+            namespace=template.namespace_name,
+            template=template.key,
+            steps=len(task.steps),
+            enqueued=len(roots),
+        ):
+            async with conn.transaction():
+                await task_create(conn, task)
+                await apply_plans(conn, transport, [plan], metadata)
     except DuplicateTaskError:
         existing = await task_find_by_identity(conn, identity)
         raise DuplicateTaskError(
             f"a task with this identity already exists: {existing}", existing_task_uuid=str(existing)
         ) from None
+    TASKS_REQUESTED.labels(template.namespace_name).inc()
+    STEPS_ENQUEUED.labels(template.namespace_name).inc(len(roots))
     return CreatedTask(
         task_uuid=task.task_uuid,
         correlation_id=task.correlation_id,

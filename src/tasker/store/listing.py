@@ -93,3 +93,13 @@ async def analytics_slow(
     steps = await (await conn.execute(Q["analytics_slow_steps"], params)).fetchall()
     tasks = await (await conn.execute(Q["analytics_slow_tasks"], params)).fetchall()
     return steps, tasks
+
+
+async def state_counts_by_namespace(conn: Connection) -> list[dict[str, Any]]:
+    """Rows of (kind 'task'|'step', namespace, state, count) over current states."""
+    return await (await conn.execute(Q["state_counts_by_namespace"])).fetchall()
+
+
+async def dlq_counts(conn: Connection) -> list[dict[str, Any]]:
+    """Rows of (dlq_reason, resolution_status, count)."""
+    return await (await conn.execute(Q["dlq_counts"])).fetchall()

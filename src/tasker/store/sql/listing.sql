@@ -170,3 +170,26 @@ GROUP BY ns.name, nt.name, nt.version
 HAVING count(*) >= %(min_executions)s
 ORDER BY average_duration_seconds DESC
 LIMIT %(limit)s;
+
+-- name: state_counts_by_namespace
+-- Tasks and steps per namespace and current state, for the Prometheus gauges of /metrics.
+SELECT 'task' AS kind, ns.name AS namespace, COALESCE(tt.to_state, 'pending') AS state, count(*)::bigint AS count
+FROM tasker.tasks t
+JOIN tasker.named_tasks nt ON nt.named_task_uuid = t.named_task_uuid
+JOIN tasker.task_namespaces ns ON ns.task_namespace_uuid = nt.task_namespace_uuid
+LEFT JOIN tasker.task_transitions tt ON tt.task_uuid = t.task_uuid AND tt.most_recent
+GROUP BY 2, 3
+UNION ALL
+SELECT 'step', ns.name, COALESCE(st.to_state, 'pending'), count(*)::bigint
+FROM tasker.workflow_steps s
+JOIN tasker.tasks t ON t.task_uuid = s.task_uuid
+JOIN tasker.named_tasks nt ON nt.named_task_uuid = t.named_task_uuid
+JOIN tasker.task_namespaces ns ON ns.task_namespace_uuid = nt.task_namespace_uuid
+LEFT JOIN tasker.workflow_step_transitions st ON st.workflow_step_uuid = s.workflow_step_uuid AND st.most_recent
+GROUP BY 2, 3;
+
+-- name: dlq_counts
+-- Dead-letter queue entries per reason and resolution status, for /metrics.
+SELECT dlq_reason::text AS dlq_reason, resolution_status::text AS resolution_status, count(*)::bigint AS count
+FROM tasker.tasks_dlq
+GROUP BY 1, 2;
