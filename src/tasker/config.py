@@ -62,6 +62,14 @@ class Settings(BaseSettings):
     jwt_permissions_claim: str = "permissions"
     jwt_allowed_algorithms: list[str] = Field(default_factory=lambda: ["RS256"])
 
+    # observability
+    log_level: str = Field(default="info", description="debug, info, warning, error")
+    log_format: str = Field(default="text", pattern="^(text|json)$", description="text, or json lines with ids")
+    metrics_port: int | None = Field(default=None, ge=1, le=65535, description="Prometheus port of orchestrator/worker")
+    otel_exporter: str | None = Field(
+        default=None, pattern="^(console|otlp)$", description="OpenTelemetry span exporter (off when unset)"
+    )
+
     # staleness sweep in every orchestrator (a template's `lifecycle` minutes win over these)
     staleness_enabled: bool = True
     staleness_dry_run: bool = Field(default=False, description="report stale tasks without moving them")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
@@ -56,10 +55,10 @@ def print_json(value: Any) -> None:
 
 
 def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    """Logging of one-shot commands (services use tasker.telemetry directly with the configured format)."""
+    from tasker.telemetry import configure_logging as configure
+
+    configure(level, settings().log_format)
 
 
 async def until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:

@@ -14,23 +14,30 @@ import typer
 import uvicorn
 
 from tasker.api.app import create_app
-from tasker.cli.common import configure_logging, database_url, handle_errors, settings, until_signalled
+from tasker.cli.common import database_url, handle_errors, settings, until_signalled
 from tasker.config import Settings
 from tasker.engine.orchestrator import Orchestrator, OrchestratorConfig
 from tasker.engine.staleness import StalenessDefaults
 from tasker.store.db import connection
 from tasker.store.migrate import migrate
+from tasker.telemetry import configure_logging, configure_tracing, serve_metrics
 from tasker.worker.process import Worker, WorkerConfig
 
 LogLevel = Annotated[str, typer.Option("--log-level", envvar="TASKER_LOG_LEVEL", help="debug, info, warning")]
+MetricsPort = Annotated[
+    int | None, typer.Option("--metrics-port", envvar="TASKER_METRICS_PORT", help="serve Prometheus metrics here")
+]
 Imports = Annotated[
     list[str] | None,
     typer.Option("--import", "-i", help="module(s) to import first, e.g. ones that register handlers by name"),
 ]
 
 
-def _prepare(log_level: str, imports: list[str] | None) -> str:
-    configure_logging(log_level)
+def _prepare(log_level: str, imports: list[str] | None, metrics_port: int | None = None) -> str:
+    current = settings()
+    configure_logging(log_level, current.log_format)
+    configure_tracing(current.otel_exporter)
+    serve_metrics(metrics_port or current.metrics_port)
     sys.path.insert(0, os.getcwd())  # handlers named by dotted path are found from the working directory
     for module in imports or []:
         importlib.import_module(module)
@@ -73,10 +80,11 @@ def orchestrator_config(current: Settings, concurrency: int = 8) -> Orchestrator
 @handle_errors
 def orchestrator(
     concurrency: Annotated[int, typer.Option(help="results applied at once")] = 8,
+    metrics_port: MetricsPort = None,
     log_level: LogLevel = "info",
 ) -> None:
     """Run an orchestrator: apply step results, enqueue ready steps, finalise tasks (TASKER_DATABASE_URL)."""
-    url = _prepare(log_level, None)
+    url = _prepare(log_level, None, metrics_port)
     service = Orchestrator(url, orchestrator_config(settings(), concurrency))
     asyncio.run(until_signalled(service.run))
 
@@ -89,10 +97,11 @@ def worker(
         int, typer.Option(help="visibility timeout of a claimed step, renewed while running")
     ] = 30,
     imports: Imports = None,
+    metrics_port: MetricsPort = None,
     log_level: LogLevel = "info",
 ) -> None:
     """Run a worker for one or more namespaces (TASKER_DATABASE_URL)."""
-    url = _prepare(log_level, imports)
+    url = _prepare(log_level, imports, metrics_port)
     config = WorkerConfig(
         namespaces=namespace, concurrency=concurrency, lease_seconds=lease_seconds, env=settings().env
     )
@@ -106,10 +115,11 @@ def serve(
     api: Annotated[bool, typer.Option("--api/--no-api", help="also serve the REST API")] = True,
     port: Annotated[int | None, typer.Option(help="API port (default: settings api_port)")] = None,
     imports: Imports = None,
+    metrics_port: MetricsPort = None,
     log_level: LogLevel = "info",
 ) -> None:
     """Run an orchestrator, a worker and the REST API in one process, for small deployments."""
-    url = _prepare(log_level, imports)
+    url = _prepare(log_level, imports, metrics_port)
     current = settings()
     orchestrator_service = Orchestrator(url, orchestrator_config(current))
     worker_service = Worker(url, WorkerConfig(namespaces=namespace, concurrency=concurrency, env=current.env))
