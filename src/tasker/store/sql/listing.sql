@@ -99,30 +99,11 @@ WHERE to_regclass(format('pgmq.%I', 'q_' || m.queue_name)) IS NOT NULL
 ORDER BY m.queue_name;
 
 -- name: analytics_performance
--- Task and step throughput over the tasks created since `since`: counts by outcome and mean durations from
--- creation to the transition into the final state.
-WITH recent AS (
-    SELECT t.task_uuid, t.created_at, COALESCE(tt.to_state, 'pending') AS state, tt.created_at AS state_at
-    FROM tasker.tasks t
-    LEFT JOIN tasker.task_transitions tt ON tt.task_uuid = t.task_uuid AND tt.most_recent
-    WHERE t.created_at >= %(since)s
-), recent_steps AS (
-    SELECT ws.created_at, COALESCE(st.to_state, 'pending') AS state, st.created_at AS state_at
-    FROM recent r
-    JOIN tasker.workflow_steps ws ON ws.task_uuid = r.task_uuid
-    LEFT JOIN tasker.workflow_step_transitions st
-           ON st.workflow_step_uuid = ws.workflow_step_uuid AND st.most_recent
-)
-SELECT (SELECT count(*) FROM recent)::bigint AS total_tasks,
-       (SELECT count(*) FROM recent
-         WHERE state NOT IN ('complete', 'error', 'cancelled', 'resolved_manually'))::bigint AS active_tasks,
-       (SELECT count(*) FROM recent WHERE state IN ('complete', 'resolved_manually'))::bigint AS completed_tasks,
-       (SELECT count(*) FROM recent WHERE state IN ('error', 'blocked_by_failures'))::bigint AS failed_tasks,
-       (SELECT avg(extract(epoch FROM state_at - created_at)) FROM recent WHERE state = 'complete')::float8
-           AS average_task_duration_seconds,
-       (SELECT avg(extract(epoch FROM state_at - created_at)) FROM recent_steps WHERE state = 'complete')::float8
-           AS average_step_duration_seconds,
-       (SELECT count(*) FROM recent_steps)::bigint AS total_steps;
+-- Task and step throughput since `since` (tasker.get_analytics_metrics, migration 0005), in the API's field names.
+SELECT task_throughput AS total_tasks, completion_count AS completed_tasks, error_count AS failed_tasks,
+       active_tasks_count AS active_tasks, avg_task_duration_seconds AS average_task_duration_seconds,
+       avg_step_duration_seconds AS average_step_duration_seconds, step_throughput AS total_steps
+FROM tasker.get_analytics_metrics(%(since)s);
 
 -- name: analytics_slow_steps
 -- Slowest step kinds since `since`, over steps that finished (complete or error): mean and max time from the
