@@ -12,7 +12,7 @@ so those compare-and-swaps cannot lose, and their messages can go out in the sam
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -29,6 +29,7 @@ from tasker.model.states import (
     TaskState,
 )
 from tasker.store.db import Connection
+from tasker.store.dynamic import step_isolated_many
 from tasker.store.steps import step_readiness
 from tasker.store.tasks import Delivery
 from tasker.store.transitions import StepChange, TaskChange
@@ -53,10 +54,15 @@ class TaskPlan:
     correlation_id: UUID
 
 
-def goal_state(states: Iterable[StepState]) -> TaskState:
-    """Where a task belongs given its steps' states (failures first: a failed task schedules nothing new)."""
+def goal_state(states: Iterable[StepState], isolated_errors: int = 0) -> TaskState:
+    """Where a task belongs given its steps' states (failures first: a failed task schedules nothing new).
+
+    ``isolated_errors`` of the failed steps are batch workers with failure strategy ``isolate``: they do not stop
+    the rest of the task, which is blocked (awaiting an operator) only once nothing else can move.
+    """
     states = list(states)
-    if any(s is StepState.ERROR for s in states):
+    errors = sum(1 for s in states if s is StepState.ERROR)
+    if errors > isolated_errors:
         return TaskState.BLOCKED_BY_FAILURES
     if any(s in STEP_IN_FLIGHT for s in states):
         return TaskState.STEPS_IN_PROCESS
@@ -64,6 +70,8 @@ def goal_state(states: Iterable[StepState]) -> TaskState:
         return TaskState.COMPLETE
     if any(s is StepState.WAITING_FOR_RETRY for s in states):
         return TaskState.WAITING_FOR_RETRY
+    if errors:
+        return TaskState.BLOCKED_BY_FAILURES
     return TaskState.WAITING_FOR_DEPENDENCIES
 
 
@@ -75,25 +83,28 @@ def plan_task(
     namespace: str,
     correlation_id: UUID,
     resume: bool = False,
+    isolated: Collection[UUID] = (),
 ) -> TaskPlan | None:
     """Decide, from the task's readiness rows, what to enqueue and where the task goes; None when it rests.
 
-    ``resume`` lets an operator's action revive a task that is blocked or in error.
+    ``resume`` lets an operator's action revive a task that is blocked or in error. ``isolated`` names failed
+    steps whose failure does not stop the others (batch workers with failure strategy ``isolate``).
     """
     if state in TASK_TERMINAL and not (resume and state is TaskState.ERROR):
         return None
     if state is TaskState.BLOCKED_BY_FAILURES and not resume:
         return None
     states = {row["workflow_step_uuid"]: StepState(row["current_state"]) for row in readiness}
+    isolated_errors = sum(1 for step, s in states.items() if s is StepState.ERROR and step in isolated)
     enqueue: list[tuple[UUID, StepState]] = []
-    if StepState.ERROR not in states.values():
+    if sum(1 for s in states.values() if s is StepState.ERROR) == isolated_errors:
         enqueue = [
             (row["workflow_step_uuid"], states[row["workflow_step_uuid"]])
             for row in readiness
             if row["ready_for_execution"]
         ]
         states.update({step: StepState.ENQUEUED for step, _ in enqueue})
-    goal = goal_state(states.values())
+    goal = goal_state(states.values(), isolated_errors)
     allowed = ORCHESTRATION_EVENTS | {TaskEvent.RESUME} if resume else ORCHESTRATION_EVENTS
     return TaskPlan(task_uuid, state, goal, task_route(state, goal, allowed), enqueue, namespace, correlation_id)
 
@@ -140,6 +151,7 @@ async def evaluate_task(
 ) -> Evaluation:
     """Evaluate one task now (the off-hot-path form: operator actions, the ready-task poller)."""
     readiness = await step_readiness(conn, task_uuid)
+    failed = [row["workflow_step_uuid"] for row in readiness if row["current_state"] == StepState.ERROR]
     plan = plan_task(
         task_uuid=task_uuid,
         state=state,
@@ -147,6 +159,7 @@ async def evaluate_task(
         namespace=namespace,
         correlation_id=correlation_id,
         resume=resume,
+        isolated=await step_isolated_many(conn, failed),
     )
     if plan is None:
         return Evaluation(state, [])

@@ -63,10 +63,20 @@ def step_change(
     state = StepState(outcome["state"])
     step_uuid = outcome["workflow_step_uuid"]
     if state is StepState.ENQUEUED_FOR_ORCHESTRATION:
+        refused = dynamic.invalid_outcome(outcome, template)
+        if refused is not None:  # a decision or batch outcome the template does not allow: fail for good
+            results = dynamic.rejected_results(outcome, refused)
+            change = StepChange(step_uuid, state, [StepEvent.FAIL], {**metadata, "error": refused}, results=results)
+            return change, StepState.ERROR, None
         return StepChange(step_uuid, state, [StepEvent.COMPLETE], metadata), StepState.COMPLETE, None
     if state is StepState.ENQUEUED_AS_ERROR_FOR_ORCHESTRATION:
         delay = retry_decision(outcome, template)
         if delay is None:
+            if dynamic.failure_strategy(outcome, template) == "continue_on_failure":
+                # a failed batch worker counts as done for its convergence step; its failure stays on record
+                events = [StepEvent.FAIL, StepEvent.RESOLVE_MANUALLY]
+                change = StepChange(step_uuid, state, events, {**metadata, "failure_strategy": "continue_on_failure"})
+                return change, StepState.RESOLVED_MANUALLY, None
             return StepChange(step_uuid, state, [StepEvent.FAIL], metadata), StepState.ERROR, None
         change = StepChange(
             step_uuid,
@@ -106,6 +116,7 @@ async def apply_results(
             if step.step_uuid in won and new_state is StepState.COMPLETE:
                 await dynamic.after_step_completed(conn, outcome, await templates.get(conn, outcome["named_task_uuid"]))
         readiness = await step_readiness_many(conn, list(namespaces))
+        isolated = await dynamic.isolated_steps(conn, [row for rows in readiness.values() for row in rows])
         states = {o["task_uuid"]: TaskState(o["task_state"]) for o in outcomes}
         correlations = {o["task_uuid"]: o["correlation_id"] for o in outcomes}
         plans = [
@@ -118,6 +129,7 @@ async def apply_results(
                     readiness=rows,
                     namespace=namespaces[task_uuid],
                     correlation_id=correlations[task_uuid],
+                    isolated=isolated,
                 )
             )
             is not None

@@ -8,12 +8,28 @@ other exception fail it for a retry, keeping the traceback.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 from uuid import UUID
 
+from tasker.model.dynamic import (
+    BatchAggregate,
+    BatchWorkerInputs,
+    CursorConfig,
+    aggregate_workers,
+    batches_result,
+    create_cursor_ranges,
+    decision_result,
+    no_batches_result,
+    no_branches_result,
+    worker_result,
+)
 from tasker.model.results import StepResult
+
+CHECKPOINT_SAVE_TIMEOUT_SECONDS = 30.0
+CheckpointSaver: TypeAlias = Callable[[dict[str, Any]], Awaitable[dict[str, Any] | None]]
 
 
 class PermanentError(Exception):
@@ -31,6 +47,18 @@ class RetryableError(Exception):
         super().__init__(message)
         self.retry_after = retry_after
         self.error_code = error_code
+
+
+class CheckpointRejectedError(RetryableError):
+    """The checkpoint was not stored: this attempt no longer holds the step (cancelled, or taken over)."""
+
+
+class _Done:
+    """An awaitable that is already complete (what a checkpoint yield returns once stored from a thread)."""
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return
+        yield
 
 
 @dataclass
@@ -54,6 +82,8 @@ class StepContext:
     checkpoint: dict[str, Any] | None = None
     cancelled: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    checkpoint_saver: CheckpointSaver | None = field(default=None, repr=False, compare=False)
+    loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False, compare=False)
 
     @property
     def retry_count(self) -> int:
@@ -93,6 +123,68 @@ class StepContext:
             if name.startswith(prefix)
         }
 
+    # --- batch workers ----------------------------------------------------------------------------------------
+
+    @property
+    def batch_inputs(self) -> BatchWorkerInputs:
+        """This batch worker's cursor range and batch metadata (from the step's ``inputs``)."""
+        return BatchWorkerInputs.from_inputs(self.step_inputs)
+
+    @property
+    def is_no_op(self) -> bool:
+        """True for the placeholder worker of an empty batch (the worker completes it without a handler)."""
+        return bool(self.step_inputs.get("is_no_op", False))
+
+    def worker_results(self, worker_template_name: str) -> BatchAggregate:
+        """All ``{worker_template_name}_*`` workers' results, summed (for a convergence step)."""
+        return aggregate_workers(self.dependency_results, worker_template_name)
+
+    # --- checkpoints ------------------------------------------------------------------------------------------
+
+    def has_checkpoint(self) -> bool:
+        return bool(self.checkpoint)
+
+    @property
+    def checkpoint_cursor(self) -> Any:
+        """Where the last checkpoint left off (None without one): resume from here."""
+        return (self.checkpoint or {}).get("cursor")
+
+    @property
+    def checkpoint_items_processed(self) -> int:
+        return int((self.checkpoint or {}).get("items_processed", 0) or 0)
+
+    @property
+    def accumulated_results(self) -> Any:
+        return (self.checkpoint or {}).get("accumulated_results")
+
+    def checkpoint_yield(self, cursor: Any, items_processed: int, accumulated_results: Any = None) -> Awaitable[None]:
+        """Persist progress (``workflow_steps.checkpoint``, history appended) and carry on; the step stays
+        ``in_progress``. A retry of this step (after a failure or a crash) starts with this checkpoint.
+
+        From a sync handler (run in a thread) the call returns once the checkpoint is stored; from an ``async``
+        handler ``await`` it. Raises :class:`CheckpointRejectedError` when this attempt no longer holds the step.
+        """
+        data = {"cursor": cursor, "items_processed": items_processed, "accumulated_results": accumulated_results}
+        if self.checkpoint_saver is None or self.loop is None:
+            self.checkpoint = {**data, "history": [*(self.checkpoint or {}).get("history", []), dict(data)]}
+            return _Done()
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self.loop:
+            return asyncio.ensure_future(self._save(data))
+        future = asyncio.run_coroutine_threadsafe(self._save(data), self.loop)
+        future.result(CHECKPOINT_SAVE_TIMEOUT_SECONDS)
+        return _Done()
+
+    async def _save(self, data: dict[str, Any]) -> None:
+        assert self.checkpoint_saver is not None
+        stored = await self.checkpoint_saver(data)
+        if stored is None:
+            raise CheckpointRejectedError(f"step {self.step_name}: checkpoint refused, this attempt no longer holds it")
+        self.checkpoint = stored
+
 
 class StepHandler:
     """Base class for handlers: implement ``call(self, context)`` (plain or ``async``)."""
@@ -123,6 +215,78 @@ class StepHandler:
             error_code=error_code,
             metadata=metadata,
         )
+
+    # --- decision points --------------------------------------------------------------------------------------
+
+    def decision_success(
+        self,
+        step_names: Sequence[str],
+        routing_context: Mapping[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **result: Any,
+    ) -> StepResult:
+        """Complete a decision step, creating ``step_names`` (and their dependents); an empty list creates none."""
+        return StepResult.ok(decision_result(step_names, routing_context, **result), metadata)
+
+    def decision_no_branches(self, reason: str | None = None, **result: Any) -> StepResult:
+        """Complete a decision step without creating any branch."""
+        return StepResult.ok(no_branches_result(reason, **result))
+
+    # --- batches ----------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def create_cursor_ranges(
+        total_items: int, batch_size: int, *, start: int = 0, max_batches: int | None = None
+    ) -> list[CursorConfig]:
+        """Cursor ranges ``[start, end)`` of ``batch_size`` items (ids 001, 002, ...)."""
+        return create_cursor_ranges(total_items, batch_size, start=start, max_batches=max_batches)
+
+    def batch_analyzer_success(
+        self,
+        worker_template_name: str,
+        cursor_configs: Sequence[CursorConfig | Mapping[str, Any]],
+        total_items: int,
+        **result: Any,
+    ) -> StepResult:
+        """Complete a batchable step: one worker step per cursor range (none: the no-batches outcome)."""
+        return StepResult.ok(batches_result(worker_template_name, cursor_configs, total_items, **result))
+
+    def no_batches_outcome(self, reason: str | None = None, **result: Any) -> StepResult:
+        """Complete a batchable step with nothing to do: one no-op worker is created so the task completes."""
+        return StepResult.ok(no_batches_result(reason, **result))
+
+    def batch_worker_inputs(self, context: StepContext) -> BatchWorkerInputs:
+        return context.batch_inputs
+
+    def handle_no_op_worker(self, context: StepContext) -> StepResult | None:
+        """The result for a no-op worker, or None for a real one (``return self.handle_no_op_worker(c) or ...``)."""
+        if not context.is_no_op:
+            return None
+        return StepResult.ok({**worker_result(0, batch_id=context.batch_inputs.batch_id), "no_op": True})
+
+    def batch_worker_success(
+        self,
+        items_processed: int,
+        *,
+        items_succeeded: int | None = None,
+        items_failed: int = 0,
+        last_cursor: Any = None,
+        batch_id: str | None = None,
+        **result: Any,
+    ) -> StepResult:
+        return StepResult.ok(
+            worker_result(
+                items_processed,
+                items_succeeded=items_succeeded,
+                items_failed=items_failed,
+                last_cursor=last_cursor,
+                batch_id=batch_id,
+                **result,
+            )
+        )
+
+    def aggregate_worker_results(self, context: StepContext, worker_template_name: str) -> BatchAggregate:
+        return context.worker_results(worker_template_name)
 
 
 HandlerFunction: TypeAlias = Callable[[StepContext], Any] | Callable[[StepContext], Awaitable[Any]]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -25,11 +26,13 @@ from tasker.messaging.pgmq import PgmqTransport
 from tasker.messaging.router import STEP_RESULTS_QUEUE, worker_queue
 from tasker.messaging.transport import Message, Transport
 from tasker.messaging.wakeup import IdleBackoff, Wakeups
+from tasker.model.dynamic import worker_result
 from tasker.model.ids import uuid7
 from tasker.model.machines import StepEvent
 from tasker.model.results import StepResult
 from tasker.model.states import StepState
 from tasker.store.db import Connection, create_pool
+from tasker.store.dynamic import step_checkpoint_save
 from tasker.store.steps import HeldMessage, step_claim_many, step_claim_view_many
 from tasker.store.template_cache import TemplateCache
 from tasker.store.transitions import StepAudit, StepChange
@@ -264,7 +267,12 @@ class Worker:
             attempt=row["attempts"],
             max_attempts=row["max_attempts"],
             checkpoint=row["checkpoint"],
+            checkpoint_saver=functools.partial(self._save_checkpoint, claim),
+            loop=asyncio.get_running_loop(),
         )
+        if context.is_no_op:  # the placeholder worker of an empty batch: nothing to run
+            batch_id = context.batch_inputs.batch_id
+            return Execution(StepResult.ok({**worker_result(0, batch_id=batch_id), "no_op": True}), 0)
         timeout = definition.timeout_seconds or self.config.default_timeout_seconds
         return await execute(
             self.registry,
@@ -274,6 +282,11 @@ class Worker:
             timeout_seconds=timeout,
             pool=self._threads,
         )
+
+    async def _save_checkpoint(self, claim: Claim, checkpoint: dict[str, Any]) -> dict[str, Any] | None:
+        """A running handler's checkpoint, stored only while this attempt still holds the step."""
+        async with self.pool.connection() as conn:
+            return await step_checkpoint_save(conn, claim.step_uuid, claim.attempts, checkpoint)
 
     def _result_change(self, claim: Claim, execution: Execution) -> StepChange:
         result: StepResult = execution.result
