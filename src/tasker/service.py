@@ -12,7 +12,7 @@ from uuid import UUID
 
 from pydantic import ValidationError
 
-from tasker.engine.operator import cancel_task, step_action
+from tasker.engine.operator import cancel_task, retry_failed_steps, step_action
 from tasker.engine.task_requests import create_task
 from tasker.errors import NotFoundError, TemplateError
 from tasker.messaging.transport import Transport
@@ -117,6 +117,14 @@ async def act_on_step(
         results=action.results(),
     )
     return await get_step(conn, task_uuid, step_uuid)
+
+
+async def retry_failed(
+    conn: Connection, transport: Transport, task_uuid: UUID, *, actor: str = "api"
+) -> wire.TaskResponse:
+    await get_task(conn, task_uuid)
+    await retry_failed_steps(conn, transport, task_uuid=task_uuid, actor=actor, reason="retry of every failed step")
+    return await get_task(conn, task_uuid)
 
 
 async def audit(conn: Connection, task_uuid: UUID, step_uuid: UUID) -> list[wire.StepAuditResponse]:

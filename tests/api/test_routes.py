@@ -316,3 +316,10 @@ def test_backpressure_is_503_with_retry_after(db_url: str) -> None:
         assert counts(db_url) == before
         other = http.post("/v1/tasks", json={"namespace": "diamond_workflow", "name": "nope", "context": {}})
         assert other.status_code == 404, "other namespaces' queues are not held back"
+
+
+def test_retry_failed_without_failed_steps_is_409(http: httpx.Client) -> None:
+    task = create(http, context={"even_number": 14})
+    refused = error_of(http.post(f"/v1/tasks/{task['task_uuid']}/retry_failed"), 409)
+    assert "no failed steps" in refused["message"]
+    error_of(http.post("/v1/tasks/01900000-0000-7000-8000-000000000000/retry_failed"), 404)

@@ -80,3 +80,21 @@ async def test_cancel_cancels_open_steps_and_refuses_twice(registered: Connectio
     assert set(states.values()) == {"cancelled"}
     with pytest.raises(InvalidTransitionError, match="already ended"):
         await cancel_task(registered, task_uuid=created.task_uuid, actor="ops")
+
+
+async def test_retry_failed_resets_every_failed_step_and_the_task_completes(
+    registered: Connection, db_url: str, tmp_path: Path
+) -> None:
+    from tasker.engine.operator import retry_failed_steps
+
+    fixed = tmp_path / "fixed"
+    async with running(db_url, ["runtime_checks"]):
+        created = await create(registered, "runtime_checks", "fragile_chain", {"fixed_file": str(fixed)})
+        assert (await wait_settled(registered, created.task_uuid))["state"] == "blocked_by_failures"
+        fixed.write_text("yes")
+        reset = await retry_failed_steps(registered, PgmqTransport(), task_uuid=created.task_uuid, actor="ops")
+        assert len(reset) == 1
+        task = await wait_settled(registered, created.task_uuid)
+    assert task["state"] == "complete"
+    with pytest.raises(InvalidTransitionError, match="no failed steps"):
+        await retry_failed_steps(registered, PgmqTransport(), task_uuid=created.task_uuid, actor="ops")

@@ -215,6 +215,17 @@ def create_app(settings: Settings, *, database_url: str | None = None) -> FastAP
         async with db(request) as conn:
             return await operations.get_step(conn, task_uuid, step_uuid)
 
+    @app.post(
+        "/v1/tasks/{task_uuid}/retry_failed",
+        response_model=wire.TaskResponse,
+        dependencies=[Depends(require("steps:resolve"))],
+        tags=["steps"],
+    )
+    async def retry_failed(request: Request, task_uuid: UUID) -> wire.TaskResponse:
+        """Reset every failed step of the task for retry; the task resumes (an extension of tasker-core's API)."""
+        async with db(request) as conn:
+            return await operations.retry_failed(conn, request.app.state.transport, task_uuid)
+
     @app.patch(
         "/v1/tasks/{task_uuid}/workflow_steps/{step_uuid}",
         response_model=wire.StepResponse,

@@ -43,6 +43,7 @@ class Backend(Protocol):
         self, task_uuid: UUID | str, step_uuid: UUID | str, action: wire.StepActionRequest
     ) -> wire.StepResponse: ...
     def step_audit(self, task_uuid: UUID | str, step_uuid: UUID | str) -> list[wire.StepAuditResponse]: ...
+    def retry_failed(self, task_uuid: UUID | str) -> wire.TaskResponse: ...
     def health(self, which: str = "") -> wire.HealthResponse: ...
 
 
@@ -106,6 +107,9 @@ class DirectBackend:
 
     def step_audit(self, task_uuid: UUID | str, step_uuid: UUID | str) -> list[wire.StepAuditResponse]:
         return self._run(lambda conn: operations.audit(conn, _uuid(task_uuid), _uuid(step_uuid)))
+
+    def retry_failed(self, task_uuid: UUID | str) -> wire.TaskResponse:
+        return self._run(lambda conn: operations.retry_failed(conn, PgmqTransport(), _uuid(task_uuid), actor="cli"))
 
     def health(self, which: str = "") -> wire.HealthResponse:
         from datetime import UTC, datetime

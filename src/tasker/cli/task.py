@@ -224,6 +224,17 @@ def reset_step(
     )
 
 
+@app.command("retry-failed")
+@handle_errors
+def retry_failed(task_uuid: UUID, as_json: JsonOption = False) -> None:
+    """Reset every failed step of a task for retry at once; the task resumes."""
+    task = backends.backend().retry_failed(task_uuid)
+    if as_json:
+        print_json(task.model_dump(mode="json"))
+    else:
+        console.print(f"task {task.task_uuid}: {task.status}")
+
+
 @app.command("resolve-step")
 @handle_errors
 def resolve_step(

@@ -84,6 +84,10 @@ def step_action(task_uuid: UUID | str, step_uuid: UUID | str, action: wire.StepA
     return Call("PATCH", f"/v1/tasks/{task_uuid}/workflow_steps/{step_uuid}", wire.StepResponse, body=_body(action))
 
 
+def retry_failed(task_uuid: UUID | str) -> Call:
+    return Call("POST", f"/v1/tasks/{task_uuid}/retry_failed", wire.TaskResponse)
+
+
 def step_audit(task_uuid: UUID | str, step_uuid: UUID | str) -> Call:
     return Call("GET", f"/v1/tasks/{task_uuid}/workflow_steps/{step_uuid}/audit", AUDIT)
 

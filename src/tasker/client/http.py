@@ -123,6 +123,11 @@ class TaskerClient:
         result: wire.StepResponse = self._send(calls.step_action(task_uuid, step_uuid, action))
         return result
 
+    def retry_failed(self, task_uuid: UUID | str) -> wire.TaskResponse:
+        """Reset every failed step of the task for retry; the task resumes."""
+        result: wire.TaskResponse = self._send(calls.retry_failed(task_uuid))
+        return result
+
     def step_audit(self, task_uuid: UUID | str, step_uuid: UUID | str) -> list[wire.StepAuditResponse]:
         """The result audit trail of a step, newest first."""
         result: list[wire.StepAuditResponse] = self._send(calls.step_audit(task_uuid, step_uuid))
@@ -296,6 +301,11 @@ class AsyncTaskerClient:
     ) -> wire.StepResponse:
         """Apply an operator action to a step (the task resumes)."""
         result: wire.StepResponse = await self._send(calls.step_action(task_uuid, step_uuid, action))
+        return result
+
+    async def retry_failed(self, task_uuid: UUID | str) -> wire.TaskResponse:
+        """Reset every failed step of the task for retry; the task resumes."""
+        result: wire.TaskResponse = await self._send(calls.retry_failed(task_uuid))
         return result
 
     async def step_audit(self, task_uuid: UUID | str, step_uuid: UUID | str) -> list[wire.StepAuditResponse]:

@@ -79,6 +79,33 @@ async def step_action(
     return ActionOutcome(step_uuid, outcome.state, evaluation.state)
 
 
+async def retry_failed_steps(
+    conn: Connection, transport: Transport, *, task_uuid: UUID, actor: str, reason: str | None = None
+) -> list[UUID]:
+    """Reset every failed step of a task for retry and resume it, in one transaction; returns the steps reset."""
+    async with conn.transaction():
+        task = await task_lock(conn, task_uuid)
+        failed = [s["workflow_step_uuid"] for s in await task_steps(conn, task_uuid) if s["state"] == StepState.ERROR]
+        if not failed:
+            raise InvalidTransitionError(f"task {task_uuid} has no failed steps to retry")
+        metadata = {"actor": actor, "reason": reason, "action": "reset_for_retry"}
+        await step_transition_many(
+            conn, [StepChange(step, StepState.ERROR, [StepEvent.RESET_FOR_RETRY], metadata) for step in failed]
+        )
+        full = await task_get(conn, task_uuid)
+        await evaluate_task(
+            conn,
+            transport,
+            task_uuid=task_uuid,
+            state=TaskState(task["state"]),
+            namespace=full["namespace_name"],
+            correlation_id=task["correlation_id"],
+            metadata=metadata,
+            resume=True,
+        )
+    return failed
+
+
 async def cancel_task(conn: Connection, *, task_uuid: UUID, actor: str, reason: str | None = None) -> TaskState:
     """Cancel every step that has not finished, then the task; refused when the task has already ended."""
     async with conn.transaction():
