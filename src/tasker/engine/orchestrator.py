@@ -58,6 +58,8 @@ class OrchestratorConfig:
     ready_poll_seconds: float = 1.0  # first poll interval for tasks whose backoff passed; backs off while idle
     ready_poll_max_seconds: float = 5.0
     idle_poll_max_seconds: float = 5.0  # queue polls only back up LISTEN/NOTIFY
+    durable_commits: bool = False  # see store.db.create_pool: the orchestrator's hops are redone after a crash
+    results_per_transaction: int = 1  # a batch is split in groups of at least this many
 
 
 class Orchestrator:
@@ -80,7 +82,12 @@ class Orchestrator:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Orchestrate until ``stop`` is set; then finish the batch in hand and return."""
-        self._pool = create_pool(self.url, min_size=2, max_size=self.config.concurrency + 3)
+        self._pool = create_pool(
+            self.url,
+            min_size=2,
+            max_size=self.config.concurrency + 3,
+            durable_commits=self.config.durable_commits,
+        )
         await self._pool.open()
         wakeups = Wakeups(self.url, ORCHESTRATION_QUEUES)
         await wakeups.start()
@@ -139,8 +146,9 @@ class Orchestrator:
     async def _apply_results(self, messages: list[Message]) -> None:
         """Apply a batch split into groups by task (a task's results stay together), groups side by side."""
         groups: dict[int, list[Message]] = {}
+        count = max(1, min(self.config.concurrency, len(messages) // self.config.results_per_transaction))
         for message in messages:
-            key = hash(message.body.get("task_uuid")) % self.config.concurrency
+            key = hash(message.body.get("task_uuid")) % count
             groups.setdefault(key, []).append(message)
         await asyncio.gather(*(self._apply_group(group) for group in groups.values()))
 

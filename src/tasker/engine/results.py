@@ -1,6 +1,7 @@
 """Step results → complete, retry after a backoff, or permanent failure; then each task moves on.
 
-A batch of result messages is applied in one transaction of five statements, whatever its size: lock the tasks;
+A batch of result messages is applied in one transaction of five statements, whatever its size: lock the tasks
+(results of tasks another orchestrator holds are handed back, not waited for);
 read the steps and the tasks' states; write the step outcomes; read the tasks' readiness; enqueue newly ready
 steps with their messages, move the tasks and delete the applied messages. A crash anywhere rolls all of it
 back and the messages come back after their visibility timeout; a duplicate finds its step already past
@@ -26,7 +27,7 @@ from tasker.model.states import StepState, TaskState
 from tasker.model.template import TaskTemplate
 from tasker.store.db import Connection
 from tasker.store.steps import step_outcome_many, step_readiness_many
-from tasker.store.tasks import task_lock_many
+from tasker.store.tasks import task_try_lock_many
 from tasker.store.template_cache import TemplateCache
 from tasker.store.transitions import StepChange, step_transition_many
 
@@ -98,10 +99,14 @@ async def apply_results(
     processor_uuid: UUID,
 ) -> list[Applied]:
     """Apply a batch of step-result messages in one transaction (see the module docstring)."""
-    step_uuids = [UUID(m.body["step_uuid"]) for m in messages]
     metadata: dict[str, Any] = {"processor_uuid": processor_uuid}
     async with conn.transaction():
-        await task_lock_many(conn, [UUID(m.body["task_uuid"]) for m in messages])
+        locked = await task_try_lock_many(conn, [UUID(m.body["task_uuid"]) for m in messages])
+        busy = [m.msg_id for m in messages if UUID(m.body["task_uuid"]) not in locked]
+        if busy:  # another orchestrator holds these tasks: hand their results back for a moment later
+            await transport.nack_many(conn, STEP_RESULTS_QUEUE, busy)
+            messages = [m for m in messages if UUID(m.body["task_uuid"]) in locked]
+        step_uuids = [UUID(m.body["step_uuid"]) for m in messages]
         outcomes = await step_outcome_many(conn, step_uuids)
         decided: list[tuple[dict[str, Any], StepChange, StepState, float | None]] = []
         namespaces: dict[UUID, str] = {}

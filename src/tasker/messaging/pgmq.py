@@ -24,9 +24,15 @@ class PgmqTransport:
         self._known_queues: set[str] = set()
 
     async def ensure_queue(self, conn: Connection, queue: str) -> None:
-        if queue not in self._known_queues:
-            await conn.execute(Q["queue_create"], {"queue": queue})
+        """Create the queue unless it is known to exist. Only a queue seen committed is remembered: one created in
+        the caller's transaction may still be rolled back."""
+        if queue in self._known_queues:
+            return
+        row = await (await conn.execute(Q["queue_exists"], {"queue": queue})).fetchone()
+        if row is not None and row["present"]:
             self._known_queues.add(queue)
+            return
+        await conn.execute(Q["queue_create"], {"queue": queue})
 
     async def send_many(self, conn: Connection, queue: str, bodies: Sequence[dict[str, Any]]) -> None:
         if bodies:

@@ -28,15 +28,24 @@ async def connect(url: str) -> Connection:
         raise DatabaseUnavailableError(f"cannot connect to PostgreSQL: {exc}") from exc
 
 
-def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> AsyncConnectionPool[Connection]:
-    """A pool of connections configured like :func:`connect`; open it with ``await pool.open()``."""
+def create_pool(
+    url: str, *, min_size: int = 1, max_size: int = 10, durable_commits: bool = True
+) -> AsyncConnectionPool[Connection]:
+    """A pool of connections configured like :func:`connect`; open it with ``await pool.open()``.
+
+    ``durable_commits=False`` is for the engine's own hops (claims, stored results, applied results): their commits
+    return without waiting for the WAL flush. A database crash can then roll back the last fraction of a second of
+    such progress, which is consistent (a prefix of history) and redone by redelivery, since delivery is at least
+    once anyway. Anything acknowledged to a caller (task creation, operator actions) keeps durable commits.
+    """
+    options = CONNECT_OPTIONS if durable_commits else f"{CONNECT_OPTIONS} -c synchronous_commit=off"
     return AsyncConnectionPool(
         url,
         min_size=min_size,
         max_size=max_size,
         open=False,
         connection_class=psycopg.AsyncConnection[dict[str, Any]],
-        kwargs={"autocommit": True, "row_factory": dict_row, "options": CONNECT_OPTIONS},
+        kwargs={"autocommit": True, "row_factory": dict_row, "options": options},
     )
 
 

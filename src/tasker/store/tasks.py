@@ -112,9 +112,10 @@ async def task_edges(conn: Connection, task_uuid: UUID) -> list[dict[str, Any]]:
     return await (await conn.execute(Q["task_edges"], {"task_uuid": task_uuid})).fetchall()
 
 
-async def task_lock_many(conn: Connection, task_uuids: Sequence[UUID]) -> None:
-    """Lock several tasks' rows (uuid order, so concurrent batches cannot deadlock) for the transaction."""
-    await conn.execute(Q["task_lock_many"], {"task_uuids": sorted(set(task_uuids))})
+async def task_try_lock_many(conn: Connection, task_uuids: Sequence[UUID]) -> set[UUID]:
+    """Lock, for the transaction, those of the tasks that no other transaction holds; returns the ones locked."""
+    rows = await (await conn.execute(Q["task_try_lock_many"], {"task_uuids": list(set(task_uuids))})).fetchall()
+    return {row["task_uuid"] for row in rows}
 
 
 @dataclass(frozen=True)

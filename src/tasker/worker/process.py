@@ -51,6 +51,7 @@ class WorkerConfig:
     env: str = "development"
     default_timeout_seconds: float | None = 300.0
     idle_poll_max_seconds: float = 2.0
+    durable_commits: bool = False  # see store.db.create_pool: a lost claim or result is redone by redelivery
 
 
 @dataclass
@@ -92,7 +93,12 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set, then finish the running handlers and return."""
-        self._pool = create_pool(self.url, min_size=2, max_size=self.config.concurrency + 3)
+        self._pool = create_pool(
+            self.url,
+            min_size=2,
+            max_size=self.config.concurrency + 3,
+            durable_commits=self.config.durable_commits,
+        )
         await self._pool.open()
         wakeups = Wakeups(self.url, self.queues)
         await wakeups.start()

@@ -1,6 +1,12 @@
+-- name: queue_exists
+-- Whether a queue's table is visible to this transaction (committed, or created by it).
+SELECT to_regclass(format('pgmq.%%I', 'q_' || %(queue)s)) IS NOT NULL AS present;
+
 -- name: queue_create
--- Create a PGMQ queue if it does not exist yet (pgmq.create is idempotent).
-SELECT pgmq.create(%(queue)s);
+-- Create a PGMQ queue if it does not exist yet. The transaction-scoped advisory lock makes concurrent first
+-- creators wait for each other, so the second finds the table instead of colliding with it.
+WITH locked AS (SELECT pg_advisory_xact_lock(hashtext('tasker.queue:' || %(queue)s)) AS l)
+SELECT pgmq.create(%(queue)s) FROM locked;
 
 -- name: queue_send_many
 -- Send many messages to one queue inside the caller's transaction, then one signal-only NOTIFY on the queue's

@@ -89,15 +89,14 @@ JOIN tasker.workflow_steps s ON s.workflow_step_uuid = e.to_step_uuid
 WHERE s.task_uuid = %(task_uuid)s
 ORDER BY e.workflow_step_edge_uuid;
 
--- name: task_lock_many
--- Row locks on a batch of tasks, taken in uuid order so that two orchestrators locking overlapping batches cannot
--- deadlock. Only the lock: a statement that waited for a lock still sees other tables as of its start, so states
--- are read by the next statement.
+-- name: task_try_lock_many
+-- Row locks on the tasks of a batch that no other transaction holds; returns the tasks locked. Skipping busy
+-- tasks (instead of waiting) keeps orchestrators from queueing behind each other's batches: the results of a busy
+-- task are handed back and applied a moment later. Only the lock: states are read by the next statement.
 SELECT t.task_uuid
 FROM tasker.tasks t
 WHERE t.task_uuid = ANY(%(task_uuids)s::uuid[])
-ORDER BY t.task_uuid
-FOR UPDATE OF t;
+FOR UPDATE OF t SKIP LOCKED;
 
 -- name: task_advance_many
 -- Carry out the orchestrator's plans for locked tasks in one statement: enqueue ready steps (compare-and-swap to
