@@ -14,7 +14,13 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 def start(db_url: str, *args: str, log_name: str = "process") -> subprocess.Popen[bytes]:
-    env = {**os.environ, "TASKER_DATABASE_URL": db_url, "TASKER_ENV": "test", "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        "TASKER_DATABASE_URL": db_url,
+        "TASKER_ENV": "test",
+        "PYTHONPATH": str(ROOT),
+        "TASKER_LOG_FORMAT": "json",
+    }
     log = open(ROOT / ".cache" / f"{log_name}-{os.getpid()}-{len(args)}.log", "ab")  # noqa: SIM115
     return subprocess.Popen(
         [sys.executable, "-m", "tasker.cli.main", *args], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT

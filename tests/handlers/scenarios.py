@@ -64,3 +64,30 @@ class ReportParent(StepHandler):
 
     def call(self, context: StepContext) -> Any:
         return {"parent_result": context.get_dependency_result(context.get_config("parent"))}
+
+
+class WaitForCancel(StepHandler):
+    """Works (up to 10 s) until its task is cancelled; notes in ``context.marker_file`` that it saw it."""
+
+    def call(self, context: StepContext) -> Any:
+        deadline = time.monotonic() + 10
+        while not context.cancelled and time.monotonic() < deadline:
+            time.sleep(0.02)
+        with open(context.get_input("marker_file"), "a") as handle:
+            handle.write(f"sync saw cancelled={context.cancelled}\n")
+        return {"stopped_early": context.cancelled}
+
+
+class AsyncWaitForCancel(StepHandler):
+    """Sleeps on the event loop; the worker cancels it when its task is cancelled."""
+
+    async def call(self, context: StepContext) -> Any:
+        import asyncio
+
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            with open(context.get_input("marker_file"), "a") as handle:
+                handle.write("async cancelled\n")
+            raise
+        return {"slept": True}

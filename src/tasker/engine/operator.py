@@ -12,11 +12,12 @@ from uuid import UUID
 
 from tasker.engine.finalizer import evaluate_task
 from tasker.errors import InvalidTransitionError, NotFoundError
+from tasker.messaging.router import TASK_CANCELLED_CHANNEL
 from tasker.messaging.transport import Transport
 from tasker.model.machines import StepEvent, TaskEvent
 from tasker.model.states import STEP_TERMINAL, TASK_TERMINAL, StepState, TaskState
 from tasker.store.db import Connection
-from tasker.store.tasks import task_get, task_lock, task_steps
+from tasker.store.tasks import task_cancelled_notify, task_get, task_lock, task_steps
 from tasker.store.transitions import StepChange, TaskChange, step_transition, step_transition_many, task_transition
 
 StepAction = Literal["reset_for_retry", "resolve_manually", "complete_manually"]
@@ -122,4 +123,6 @@ async def cancel_task(conn: Connection, *, task_uuid: UUID, actor: str, reason: 
                 for s in open_steps
             ],
         )
-        return await task_transition(conn, TaskChange(task_uuid, state, [TaskEvent.CANCEL], metadata))
+        cancelled = await task_transition(conn, TaskChange(task_uuid, state, [TaskEvent.CANCEL], metadata))
+        await task_cancelled_notify(conn, task_uuid, TASK_CANCELLED_CHANNEL)
+        return cancelled

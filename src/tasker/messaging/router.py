@@ -33,3 +33,6 @@ def channel(queue: str) -> str:
 # Notified (payload: the task's uuid) when a task completes, fails, is cancelled or blocks; raised by the
 # task transition statement in store/sql/transitions.sql.
 TASK_SETTLED_CHANNEL = "tasker_task_settled"
+
+# Notified (payload: the task's uuid) when a task is cancelled, so workers can tell its running handlers.
+TASK_CANCELLED_CHANNEL = "tasker_task_cancelled"

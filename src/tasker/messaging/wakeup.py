@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from psycopg import sql
 
@@ -47,16 +47,19 @@ class IdleBackoff:
 class Wakeups:
     """LISTEN on the channels of some queues and set an event per queue when a notification arrives."""
 
-    def __init__(self, url: str, queues: Iterable[str]) -> None:
+    def __init__(
+        self, url: str, queues: Iterable[str], signals: dict[str, Callable[[str], None]] | None = None
+    ) -> None:
         self._url = url
         self._events = {channel(q): asyncio.Event() for q in queues}
         self._by_queue = {q: self._events[channel(q)] for q in queues}
+        self._signals = dict(signals or {})  # other channels whose payload matters (e.g. task cancelled)
         self._conn: Connection | None = None
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self._conn = await connect(self._url)
-        for name in self._events:
+        for name in [*self._events, *self._signals]:
             await self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(name)))
         self._task = asyncio.create_task(self._listen(), name="tasker-wakeups")
 
@@ -67,6 +70,8 @@ class Wakeups:
                 event = self._events.get(note.channel)
                 if event is not None:
                     event.set()
+                elif note.channel in self._signals:
+                    self._signals[note.channel](note.payload)
         except asyncio.CancelledError:
             raise
         except Exception:  # connection lost: fall back to polling; wake everyone so nobody sleeps long

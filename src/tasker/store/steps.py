@@ -9,7 +9,7 @@ from uuid import UUID
 
 from tasker.store.db import Connection
 from tasker.store.queries import Q
-from tasker.store.transitions import StepChange, step_change_params
+from tasker.store.transitions import StepAudit, StepChange, step_change_params
 
 
 async def step_readiness(conn: Connection, task_uuid: UUID) -> list[dict[str, Any]]:
@@ -79,3 +79,19 @@ async def step_readiness_many(conn: Connection, task_uuids: Sequence[UUID]) -> d
     for row in rows:
         grouped.setdefault(row["task_uuid"], []).append(row)
     return grouped
+
+
+async def step_result_late_record_many(conn: Connection, late: Sequence[tuple[UUID, StepAudit]]) -> set[UUID]:
+    """Record results that came too late (their step is final now) in the audit trail, without applying them;
+    returns the steps that are final (their messages may be acknowledged)."""
+    if not late:
+        return set()
+    params = {
+        "step_uuids": [step for step, _ in late],
+        "success": [audit.success for _, audit in late],
+        "worker_uuids": [audit.worker_uuid for _, audit in late],
+        "correlation_ids": [audit.correlation_id for _, audit in late],
+        "execution_ms": [audit.execution_time_ms for _, audit in late],
+    }
+    rows = await (await conn.execute(Q["step_result_late_record_many"], params)).fetchall()
+    return {row["workflow_step_uuid"] for row in rows}

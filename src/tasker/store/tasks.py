@@ -152,3 +152,7 @@ async def task_advance_many(
     params["ack_ids"] = list(ack_ids)
     row = await (await conn.execute(Q["task_advance_many"], params)).fetchone()
     return dict(row or {})
+
+
+async def task_cancelled_notify(conn: Connection, task_uuid: UUID, channel: str) -> None:
+    await conn.execute(Q["task_cancelled_notify"], {"channel": channel, "task_uuid": task_uuid})

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import inspect
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +24,7 @@ from uuid import UUID
 from psycopg_pool import AsyncConnectionPool
 
 from tasker.messaging.pgmq import PgmqTransport
-from tasker.messaging.router import STEP_RESULTS_QUEUE, worker_queue
+from tasker.messaging.router import STEP_RESULTS_QUEUE, TASK_CANCELLED_CHANNEL, worker_queue
 from tasker.messaging.transport import Message, Transport
 from tasker.messaging.wakeup import IdleBackoff, Wakeups
 from tasker.model.dynamic import worker_result
@@ -33,9 +34,18 @@ from tasker.model.results import StepResult
 from tasker.model.states import StepState
 from tasker.store.db import Connection, create_pool
 from tasker.store.dynamic import step_checkpoint_save
-from tasker.store.steps import HeldMessage, step_claim_many, step_claim_view_many
+from tasker.store.steps import HeldMessage, step_claim_many, step_claim_view_many, step_result_late_record_many
 from tasker.store.template_cache import TemplateCache
 from tasker.store.transitions import StepAudit, StepChange
+from tasker.telemetry import (
+    STEP_EXECUTION,
+    STEPS_ACTIVE,
+    STEPS_CLAIMED,
+    STEPS_EXECUTED,
+    STEPS_FAILED,
+    STEPS_SUCCEEDED,
+    task_span,
+)
 from tasker.worker.executor import Execution, execute
 from tasker.worker.handler import StepContext
 from tasker.worker.registry import HandlerRegistry, default_registry
@@ -60,6 +70,9 @@ class Claim:
     step_uuid: UUID
     attempts: int
     row: dict[str, Any] = field(default_factory=dict)
+    context: StepContext | None = None
+    handler: asyncio.Task[Execution] | None = None
+    handler_is_async: bool = False
 
 
 class Worker:
@@ -100,7 +113,7 @@ class Worker:
             durable_commits=self.config.durable_commits,
         )
         await self._pool.open()
-        wakeups = Wakeups(self.url, self.queues)
+        wakeups = Wakeups(self.url, self.queues, signals={TASK_CANCELLED_CHANNEL: self._task_cancelled})
         await wakeups.start()
         async with self.pool.connection() as conn:
             for queue in self.queues:
@@ -181,7 +194,13 @@ class Worker:
             for step, m in by_step.items()
         ]
         rows = await step_claim_many(conn, changes)
+        self._count_claims(rows, "fresh")
         return [Claim(by_step[r["workflow_step_uuid"]], r["workflow_step_uuid"], r["attempts"], r) for r in rows]
+
+    @staticmethod
+    def _count_claims(rows: list[dict[str, Any]], method: str) -> None:
+        for row in rows:
+            STEPS_CLAIMED.labels(row["namespace_name"], method).inc()
 
     def _claim_change(self, message: Message, view: dict[str, Any] | None) -> StepChange | None:
         """How to take this message's step, or None when the message is stale (the step moved on)."""
@@ -215,25 +234,66 @@ class Worker:
             else:
                 changes.append(change)
         rows = await step_claim_many(conn, changes)
+        self._count_claims(rows, "redelivered")
         claimed = {r["workflow_step_uuid"] for r in rows}
         stale += [by_step[c.step_uuid].msg_id for c in changes if c.step_uuid not in claimed]
         await self.transport.ack_many(conn, queue, stale)
         return [Claim(by_step[r["workflow_step_uuid"]], r["workflow_step_uuid"], r["attempts"], r) for r in rows]
 
     async def _run(self, queue: str, claim: Claim) -> None:
+        namespace = claim.row.get("namespace_name", "")
+        STEPS_ACTIVE.inc()
         try:
-            execution = await self._execute(claim)
+            with task_span(
+                "step.execute",
+                claim.row["correlation_id"],
+                task_uuid=claim.row["task_uuid"],
+                step_uuid=claim.step_uuid,
+                step_name=claim.row["name"],
+                attempt=claim.attempts,
+                worker_uuid=self.worker_uuid,
+                namespace=namespace,
+            ):
+                execution = await self._execute(claim)
+            self._observe(namespace, execution)
             done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             await self._completions.put((queue, claim, execution, done))
             await done
             self.steps_done += 1
         except Exception:
             log.exception(
-                "step %s: storing its result failed; the lease will expire and it will run again", claim.step_uuid
+                "step %s: storing its result failed; the lease will expire and it will run again",
+                claim.step_uuid,
+                extra={"step_uuid": claim.step_uuid, "task_uuid": claim.row.get("task_uuid")},
             )
         finally:
+            STEPS_ACTIVE.dec()
             self.running.pop(claim.step_uuid, None)
             self._slot_freed.set()
+
+    @staticmethod
+    def _observe(namespace: str, execution: Execution) -> None:
+        STEPS_EXECUTED.labels(namespace).inc()
+        STEP_EXECUTION.labels(namespace).observe(execution.execution_time_ms)
+        if execution.result.success:
+            STEPS_SUCCEEDED.labels(namespace).inc()
+        else:
+            error_type = execution.result.error.error_type if execution.result.error else "unknown"
+            STEPS_FAILED.labels(namespace, error_type).inc()
+
+    def _task_cancelled(self, task_uuid: str) -> None:
+        """A task was cancelled: its running handlers see ``context.cancelled``; async ones are cancelled too."""
+        for claim in list(self.running.values()):
+            if str(claim.row.get("task_uuid")) != task_uuid or claim.context is None:
+                continue
+            claim.context.cancelled = True
+            if claim.handler_is_async and claim.handler is not None:
+                claim.handler.cancel()
+            log.info(
+                "step %s: its task was cancelled",
+                claim.step_uuid,
+                extra={"step_uuid": claim.step_uuid, "task_uuid": task_uuid},
+            )
 
     async def _complete(self) -> None:
         """Store results in batches: whatever finished while the previous batch was being written goes next."""
@@ -280,14 +340,27 @@ class Worker:
             batch_id = context.batch_inputs.batch_id
             return Execution(StepResult.ok({**worker_result(0, batch_id=batch_id), "no_op": True}), 0)
         timeout = definition.timeout_seconds or self.config.default_timeout_seconds
-        return await execute(
-            self.registry,
-            definition.handler.callable,
-            definition.handler.method,
-            context,
-            timeout_seconds=timeout,
-            pool=self._threads,
+        claim.context = context
+        claim.handler_is_async = self._is_async(definition.handler.callable, definition.handler.method)
+        claim.handler = asyncio.ensure_future(
+            execute(
+                self.registry,
+                definition.handler.callable,
+                definition.handler.method,
+                context,
+                timeout_seconds=timeout,
+                pool=self._threads,
+            )
         )
+        return await claim.handler
+
+    def _is_async(self, callable_name: str, method: str | None) -> bool:
+        """Whether the handler runs on the loop (then cancelling its task stops it) rather than in a thread."""
+        try:
+            entry = getattr(self.registry.resolve(callable_name), method or "call", None)
+        except Exception:  # the executor reports a missing handler as a permanent failure
+            return False
+        return inspect.iscoroutinefunction(entry)
 
     async def _save_checkpoint(self, claim: Claim, checkpoint: dict[str, Any]) -> dict[str, Any] | None:
         """A running handler's checkpoint, stored only while this attempt still holds the step."""
@@ -324,9 +397,27 @@ class Worker:
         held = [HeldMessage(claim.step_uuid, queue, claim.message.msg_id) for queue, claim, _ in finished]
         async with self.pool.connection() as conn:
             stored = await self.transport.store_results(conn, changes, held, results_queue=STEP_RESULTS_QUEUE)
-        for _, claim, _ in finished:
-            if claim.step_uuid not in stored:
-                log.warning("step %s: late result not applied (the step moved on)", claim.step_uuid)
+            late = [
+                (queue, claim, change)
+                for (queue, claim, _), change in zip(finished, changes, strict=True)
+                if claim.step_uuid not in stored
+            ]
+            if late:
+                await self._record_late(conn, late)
+
+    async def _record_late(self, conn: Connection, late: list[tuple[str, Claim, StepChange]]) -> None:
+        """Results whose step moved on are recorded in the audit trail, not applied; the messages of steps that are
+        final (cancelled, finished by an operator) are acknowledged, those taken over by another worker are not."""
+        audits = [(claim.step_uuid, change.audit) for _, claim, change in late if change.audit is not None]
+        final = await step_result_late_record_many(conn, audits)
+        for queue, claim, _ in late:
+            log.warning(
+                "step %s: late result recorded but not applied (the step moved on)",
+                claim.step_uuid,
+                extra={"step_uuid": claim.step_uuid, "task_uuid": claim.row.get("task_uuid")},
+            )
+            if claim.step_uuid in final:
+                await self.transport.ack_many(conn, queue, [claim.message.msg_id])
 
     async def _renew_leases(self) -> None:
         """Every third of a lease, push back the visibility timeout of every running step's message."""

@@ -103,3 +103,28 @@ SELECT task_uuid FROM tasker.get_next_ready_tasks(%(limit)s);
 -- name: step_readiness_many
 -- Readiness of every step of several tasks (tasker.get_step_readiness_status_batch, migration 0003).
 SELECT * FROM tasker.get_step_readiness_status_batch(%(task_uuids)s::uuid[]);
+
+-- name: step_result_late_record_many
+-- Results that arrived after their step moved on to a final state (cancelled, or finished by an operator): they
+-- are not applied, but each leaves an audit row on the step's current transition, so the run is on record. Returns
+-- the steps in such a final state (their messages can be acknowledged); steps still in progress under another
+-- attempt (a lease takeover) are not returned, their message belongs to the new holder.
+WITH late AS (
+    SELECT i.step_uuid, i.success, i.worker_uuid, i.correlation_id, i.execution_ms, s.task_uuid,
+           st.workflow_step_transition_uuid
+    FROM unnest(%(step_uuids)s::uuid[], %(success)s::bool[], %(worker_uuids)s::uuid[], %(correlation_ids)s::uuid[],
+                %(execution_ms)s::bigint[]) AS i(step_uuid, success, worker_uuid, correlation_id, execution_ms)
+    JOIN tasker.workflow_steps s ON s.workflow_step_uuid = i.step_uuid
+    JOIN tasker.workflow_step_transitions st ON st.workflow_step_uuid = i.step_uuid AND st.most_recent
+    WHERE st.to_state IN ('cancelled', 'complete', 'resolved_manually', 'error')
+),
+recorded AS (
+    INSERT INTO tasker.workflow_step_result_audit (workflow_step_uuid, workflow_step_transition_uuid, task_uuid,
+                                                   worker_uuid, correlation_id, success, execution_time_ms)
+    SELECT step_uuid, workflow_step_transition_uuid, task_uuid, worker_uuid, correlation_id, success, execution_ms
+    FROM late
+    ON CONFLICT (workflow_step_uuid, workflow_step_transition_uuid) DO NOTHING
+    RETURNING workflow_step_uuid
+)
+SELECT l.step_uuid AS workflow_step_uuid, (SELECT count(*) FROM recorded) AS recorded
+FROM late l;

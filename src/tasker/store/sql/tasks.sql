@@ -139,3 +139,7 @@ acked AS (
 )
 SELECT (SELECT count(*) FROM enqueued) AS enqueued, (SELECT coalesce(sum(n), 0) FROM sent) AS sent,
        (SELECT count(*) FROM moved) AS moved, (SELECT n FROM acked) AS acked;
+
+-- name: task_cancelled_notify
+-- Signal, at commit, that a task was cancelled (payload: its uuid): workers tell its running handlers.
+SELECT pg_notify(%(channel)s, %(task_uuid)s::text) AS notified;
