@@ -76,3 +76,69 @@ class BuildReport(StepHandler):
     def call(self, context: StepContext) -> Any:
         parts = {name: result for name, result in context.get_all_dependency_results("clean_").items()}
         return {"total_rows": sum(p["clean_rows"] for p in parts.values()), "sources": sorted(parts)}
+
+
+class CheckRequest(StepHandler):
+    def call(self, context: StepContext) -> Any:
+        return {"amount": context.get_input("amount"), "requester": context.get_input("requester")}
+
+
+class RouteByAmount(StepHandler):
+    """A decision: create only the approval branches this amount needs."""
+
+    def call(self, context: StepContext) -> Any:
+        amount = context.get_dependency_field("check_request", "amount")
+        if amount < context.get_config("manager_above"):
+            return self.decision_success(["auto_approve_spend"], {"route": "auto"})
+        if amount < context.get_config("finance_above"):
+            return self.decision_success(["manager_signoff"], {"route": "manager"})
+        return self.decision_success(["manager_signoff", "finance_signoff"], {"route": "manager+finance"})
+
+
+class Approve(StepHandler):
+    def call(self, context: StepContext) -> Any:
+        return {"approved_by": context.get_config("approver")}
+
+
+class RecordApproval(StepHandler):
+    def call(self, context: StepContext) -> Any:
+        approvers = sorted(
+            result["approved_by"]
+            for result in context.get_all_dependency_results("").values()
+            if isinstance(result, dict) and "approved_by" in result
+        )
+        return {"approvers": approvers}
+
+
+class PlanImport(StepHandler):
+    """A batchable step: one worker per range of rows (none at all for an empty import)."""
+
+    def call(self, context: StepContext) -> Any:
+        rows = context.get_input("rows")
+        ranges = self.create_cursor_ranges(rows, context.get_config("batch_size"))
+        if not ranges:
+            return self.no_batches_outcome("nothing to import", worker_template_name="import_rows")
+        return self.batch_analyzer_success("import_rows", ranges, rows)
+
+
+class ImportRows(StepHandler):
+    def call(self, context: StepContext) -> Any:
+        batch = self.batch_worker_inputs(context)
+        start = context.checkpoint_cursor if context.has_checkpoint() else batch.start_cursor
+        imported = (context.accumulated_results or {}).get("imported", 0)
+        for row in range(start, batch.end_cursor):
+            imported += 1
+            if (row + 1) % 100 == 0:  # persist progress; a retry resumes here
+                context.checkpoint_yield(row + 1, row + 1 - batch.start_cursor, {"imported": imported})
+        return self.batch_worker_success(
+            batch.end_cursor - batch.start_cursor,
+            batch_id=batch.batch_id,
+            last_cursor=batch.end_cursor,
+            imported=imported,
+        )
+
+
+class SummarizeImport(StepHandler):
+    def call(self, context: StepContext) -> Any:
+        workers = self.aggregate_worker_results(context, "import_rows")
+        return {"workers": workers.worker_count, "rows": workers.items_processed, "empty": workers.no_op}

@@ -110,3 +110,28 @@ async def test_workflow_created_through_the_client_completes_under_task_wait(db_
             )  # fmt: skip
             report, _ = await health.communicate()
             assert health.returncode == 0 and json.loads(report)["checks"]["web_database"]["status"] == "healthy"
+
+
+async def test_visualize_shows_dynamically_created_steps(db_url: str) -> None:
+    from tasker.store.db import connect
+    from tests.e2e.runtime import create, register_fixture_templates, running, wait_settled
+
+    conn = await connect(db_url)
+    try:
+        await register_fixture_templates(conn)
+        async with running(db_url, ["conditional_approval"]):
+            created = await create(conn, "conditional_approval", "approval_routing", {"amount": 7500, "requester": "r"})
+            assert (await wait_settled(conn, created.task_uuid))["state"] == "complete"
+    finally:
+        await conn.close()
+    picture = tasker(db_url, "task", "visualize", str(created.task_uuid))
+    assert picture.returncode == 0, picture.stderr
+    for created_later in (
+        "manager_approval<br/>complete",
+        "finance_review<br/>complete",
+        "finalize_approval<br/>complete",
+    ):
+        assert created_later in picture.stdout
+    assert "auto_approve" not in picture.stdout, "branches the decision did not choose do not exist"
+    retried = tasker(db_url, "task", "retry-failed", str(created.task_uuid))
+    assert retried.returncode == 1 and "no failed steps" in retried.stderr

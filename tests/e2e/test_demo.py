@@ -21,8 +21,10 @@ def test_demo_runs_the_examples(db_url: str) -> None:
     )
     assert done.returncode == 0, done.stderr
     out = done.stdout
-    assert "registered 3 templates" in out
+    assert "registered 5 templates" in out
     assert "ecommerce/order_fulfillment complete" in out
     assert "payments/process_refund blocked_by_failures" in out
     assert "charge_payment complete attempts 2" in out  # the flaky gateway retried
     assert "analytics/daily_report complete" in out
+    assert "finance_signoff complete" in out and "auto_approve_spend complete" in out  # decisions' branches
+    assert "import_rows_004 complete" in out and "import_rows_000 complete" in out  # batch workers, empty batch

@@ -1,8 +1,9 @@
 """``tasker demo``: real workflows on the embedded PostgreSQL, end to end, in one command.
 
 It registers the templates of ``examples/``, runs an orchestrator and a worker, creates a batch of tasks (orders
-whose payment retries, refunds of which one fails for good, data pipelines), shows a progress bar while they run,
-then prints each kind of workflow's DAG with per-step timings and a summary.
+whose payment retries, refunds of which one fails for good, data pipelines,
+spend approvals routed by a decision step, parallel batch imports), shows a progress bar while they run, then
+prints each workflow's DAG (dynamically created steps included) with per-step timings and a summary.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from tasker.store.templates import template_register_paths
 from tasker.worker.process import Worker, WorkerConfig
 
 console = Console()
-NAMESPACES = ["ecommerce", "payments", "analytics"]
+NAMESPACES = ["ecommerce", "payments", "analytics", "approvals", "imports"]
 STATE_STYLE = {"complete": "green", "error": "red", "blocked_by_failures": "red", "waiting_for_retry": "yellow"}
 
 
@@ -74,6 +75,26 @@ def requests(orders: int) -> list[TaskRequest]:
                 initiator="tasker-demo",
                 context={"payment_id": f"pay-{i}", "amount": amount},
                 idempotency_key=f"demo-refund-{i}-{time.time_ns()}",
+            )
+        )
+    for i, amount in enumerate([250.0, 2400.0, 12000.0]):  # a decision creates only the branches each needs
+        batch.append(
+            TaskRequest(
+                namespace="approvals",
+                name="spend_approval",
+                initiator="tasker-demo",
+                context={"amount": amount, "requester": f"employee-{i}"},
+                idempotency_key=f"demo-approval-{i}-{time.time_ns()}",
+            )
+        )
+    for i, rows in enumerate([1000, 0]):  # 4 parallel batch workers, then an empty import
+        batch.append(
+            TaskRequest(
+                namespace="imports",
+                name="inventory_import",
+                initiator="tasker-demo",
+                context={"rows": rows},
+                idempotency_key=f"demo-import-{i}-{time.time_ns()}",
             )
         )
     for i in range(2):
@@ -130,10 +151,11 @@ async def _create_and_follow(conn: Connection, batch: list[TaskRequest]) -> list
             await asyncio.sleep(0.1)
 
 
-def _duration_ms(step: dict[str, Any]) -> str:
+def _done_at(step: dict[str, Any], task_created_at: Any) -> str:
+    """When the step finished, counted from the task's creation ('-' while unfinished)."""
     if step["processed_at"] is None:
         return "-"
-    return f"{(step['processed_at'] - step['created_at']).total_seconds() * 1000:.0f} ms"
+    return f"+{(step['processed_at'] - task_created_at).total_seconds() * 1000:.0f} ms"
 
 
 async def _tree(conn: Connection, task_uuid: UUID) -> Tree:
@@ -150,9 +172,8 @@ async def _tree(conn: Connection, task_uuid: UUID) -> Tree:
     def add(node: Tree, step_uuid: UUID, seen: set[UUID]) -> None:
         step = steps[step_uuid]
         colour = STATE_STYLE.get(step["state"], "white")
-        label = (
-            f"{step['name']} [{colour}]{step['state']}[/{colour}] attempts {step['attempts']} · {_duration_ms(step)}"
-        )
+        done = _done_at(step, task["created_at"])
+        label = f"{step['name']} [{colour}]{step['state']}[/{colour}] attempts {step['attempts']} · done {done}"
         if step_uuid in seen:
             node.add(f"{step['name']} (joined above)")
             return
@@ -173,6 +194,8 @@ async def _report(conn: Connection, created: list[tuple[TaskRequest, UUID]]) -> 
     for request, task_uuid in created:
         task = await task_get(conn, task_uuid)
         kind = f"{request.name}:{task['state']}"
+        if request.name in ("spend_approval", "inventory_import"):  # every variant: the DAG differs by input
+            kind = f"{request.name}:{request.context}"
         if kind not in shown:
             shown.add(kind)
             console.print(await _tree(conn, task_uuid))
