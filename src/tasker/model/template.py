@@ -88,7 +88,9 @@ class HandlerDefinition(_Open):
 
 
 class RetryPolicy(_Open):
-    """Only ``retryable`` and ``max_attempts`` drive the runtime; the backoff fields are kept for compatibility.
+    """How a step is retried: ``retryable`` and ``max_attempts`` decide whether, ``backoff`` (none, linear,
+    exponential, fibonacci from ``backoff_base_ms``, capped at ``max_backoff_ms``, with jitter) decides when; a
+    handler's ``retry_after`` overrides the delay.
 
     ``max_attempts`` admits 0 because the reference's boundary fixtures register such a step.
     """
@@ -244,14 +246,18 @@ class TaskTemplate(_Open):
 
         Without decision steps: everything but batch workers and deferred convergence steps (those appear when
         batches are created). With decision steps: everything that is not downstream of some decision step and
-        is not a batch worker; the decision steps' descendants appear when a decision names them.
+        is not a batch worker; the decision steps' descendants appear when a decision names them. In both cases a
+        step downstream of a step that is not created yet waits for it (it is created together with it): created
+        now, it would have lost that dependency and run at once.
         """
         decisions = [step.name for step in self.steps if step.type == "decision"]
-        if not decisions:
-            excluded_types = {"batch_worker", "deferred_convergence"}
-            return [step.name for step in self.steps if step.type not in excluded_types]
-        downstream: set[str] = set().union(*(self.descendants(name) for name in decisions))
-        return [step.name for step in self.steps if step.name not in downstream and step.type != "batch_worker"]
+        later = {step.name for step in self.steps if step.type == "batch_worker"}
+        if decisions:
+            later |= set().union(*(self.descendants(name) for name in decisions))
+        else:
+            later |= {step.name for step in self.steps if step.type == "deferred_convergence"}
+        later |= set().union(set(), *(self.descendants(name) for name in list(later)))
+        return [step.name for step in self.steps if step.name not in later]
 
     def initial_edges(self) -> list[tuple[str, str]]:
         """(parent, child) dependency edges between initial steps only: edges need both ends to exist."""
