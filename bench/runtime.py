@@ -158,6 +158,7 @@ async def create_backlog(url: str, count: int, creators: int) -> tuple[list[str]
 
     await asyncio.gather(*(create_some(c, range(k, count, creators)) for k, c in enumerate(connections)))
     rate = count / (time.perf_counter() - started)
+    await connections[0].execute("ANALYZE")  # statistics as a database in service would have them
     for conn in connections:
         await conn.close()
     return uuids, rate
@@ -209,7 +210,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--throughput-tasks", type=int, default=2000)
     parser.add_argument("--orchestrators", type=int, default=1)
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--worker-concurrency", type=int, default=32)
+    parser.add_argument("--worker-concurrency", type=int, default=64)
     parser.add_argument("--creators", type=int, default=4, help="connections creating tasks in the throughput run")
     parser.add_argument("--database-url", default=os.environ.get("TASKER_DATABASE_URL"))
     args = parser.parse_args(argv)
