@@ -69,6 +69,15 @@ async def test_retry_exhaustion_blocks_the_task(registered: Connection, db_url: 
     step = await _only_step(registered, created.task_uuid)
     assert step["state"] == "error" and step["attempts"] == 3
     assert step["results"]["error"]["message"] == "attempt 3 failed"
+    entry = await (
+        await registered.execute(
+            "SELECT dlq_reason, original_state, metadata FROM tasker.tasks_dlq WHERE task_uuid = %s",
+            [created.task_uuid],
+        )
+    ).fetchone()
+    assert entry is not None and entry["dlq_reason"] == "max_retries_exceeded"
+    assert entry["original_state"] == "blocked_by_failures"
+    assert entry["metadata"]["exhausted_step_uuids"] == [str(step["workflow_step_uuid"])]
 
 
 async def test_non_retryable_failure_is_not_retried(registered: Connection, db_url: str) -> None:
@@ -80,6 +89,10 @@ async def test_non_retryable_failure_is_not_retried(registered: Connection, db_u
     assert step["state"] == "error" and step["attempts"] == 1
     assert step["results"]["error"]["error_type"] == "permanent_error"
     assert step["results"]["metadata"]["retryable"] is False
+    entries = await (
+        await registered.execute("SELECT count(*) AS n FROM tasker.tasks_dlq WHERE task_uuid = %s", [created.task_uuid])
+    ).fetchone()
+    assert entries is not None and entries["n"] == 0, "a step that was never retryable exhausted no retries"
 
 
 async def test_handler_timeout_is_a_retryable_failure(registered: Connection, db_url: str) -> None:

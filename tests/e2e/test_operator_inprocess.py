@@ -98,3 +98,30 @@ async def test_retry_failed_resets_every_failed_step_and_the_task_completes(
     assert task["state"] == "complete"
     with pytest.raises(InvalidTransitionError, match="no failed steps"):
         await retry_failed_steps(registered, PgmqTransport(), task_uuid=created.task_uuid, actor="ops")
+
+
+async def test_acting_on_an_exhausted_step_resolves_its_dlq_entry_with_who_did_what(
+    registered: Connection, db_url: str, tmp_path: Path
+) -> None:
+    from tasker.store.dlq import dlq_entries_for_task
+
+    async with running(db_url, ["retry_mechanics"]):
+        created = await create(registered, "retry_mechanics", "retry_exhaustion_test", {})
+        assert (await wait_settled(registered, created.task_uuid))["state"] == "blocked_by_failures"
+        [entry] = await dlq_entries_for_task(registered, created.task_uuid)
+        assert entry["dlq_reason"] == "max_retries_exceeded" and entry["resolution_status"] == "pending"
+        step = (await _steps(registered, created.task_uuid))["always_fail"]
+        await step_action(
+            registered,
+            PgmqTransport(),
+            task_uuid=created.task_uuid,
+            step_uuid=step["workflow_step_uuid"],
+            action="resolve_manually",
+            actor="ops@example.com",
+            reason="vendor outage, handled by hand",
+        )
+        assert (await wait_settled(registered, created.task_uuid))["state"] == "complete"
+    [entry] = await dlq_entries_for_task(registered, created.task_uuid)
+    assert entry["resolution_status"] == "manually_resolved" and entry["resolved_by"] == "ops@example.com"
+    assert "resolve_manually" in entry["resolution_notes"] and "vendor outage" in entry["resolution_notes"]
+    assert entry["metadata"]["operator_action"]["actor"] == "ops@example.com"

@@ -17,6 +17,7 @@ from tasker.messaging.transport import Transport
 from tasker.model.machines import StepEvent, TaskEvent
 from tasker.model.states import STEP_TERMINAL, TASK_TERMINAL, StepState, TaskState
 from tasker.store.db import Connection
+from tasker.store.dlq import dlq_entries_for_task, dlq_update
 from tasker.store.tasks import task_cancelled_notify, task_get, task_lock, task_steps
 from tasker.store.transitions import StepChange, TaskChange, step_transition, step_transition_many, task_transition
 
@@ -77,7 +78,33 @@ async def step_action(
             metadata=metadata,
             resume=True,
         )
+        await _resolve_dlq_entry(conn, task_uuid, actor=actor, action=action, steps=[step_uuid], reason=reason)
     return ActionOutcome(step_uuid, outcome.state, evaluation.state)
+
+
+async def _resolve_dlq_entry(
+    conn: Connection, task_uuid: UUID, *, actor: str, action: str, steps: list[UUID], reason: str | None
+) -> None:
+    """The task's pending DLQ investigation, if any, records who did what and is closed: the task resumed."""
+    for entry in await dlq_entries_for_task(conn, task_uuid):
+        if entry["resolution_status"] != "pending":
+            continue
+        note = f"{action} of step(s) {', '.join(str(s) for s in steps)} by {actor}" + (f": {reason}" if reason else "")
+        await dlq_update(
+            conn,
+            entry["dlq_entry_uuid"],
+            resolution_status="manually_resolved",
+            resolved_by=actor,
+            resolution_notes=note,
+            metadata={
+                "operator_action": {
+                    "actor": actor,
+                    "action": action,
+                    "steps": [str(s) for s in steps],
+                    "reason": reason,
+                }
+            },
+        )
 
 
 async def retry_failed_steps(

@@ -18,7 +18,7 @@ from typing import Any
 from uuid import UUID
 
 from tasker.engine import dynamic
-from tasker.engine.finalizer import apply_plans, plan_task
+from tasker.engine.finalizer import TaskPlan, apply_plans, plan_task
 from tasker.messaging.router import STEP_RESULTS_QUEUE
 from tasker.messaging.transport import Message, Transport
 from tasker.model.machines import StepEvent
@@ -26,6 +26,7 @@ from tasker.model.retry import backoff_seconds
 from tasker.model.states import StepState, TaskState
 from tasker.model.template import TaskTemplate
 from tasker.store.db import Connection
+from tasker.store.dlq import dlq_record_max_retries_exceeded
 from tasker.store.steps import step_outcome_many, step_readiness_many
 from tasker.store.tasks import task_try_lock_many
 from tasker.store.template_cache import TemplateCache
@@ -90,6 +91,24 @@ def step_change(
     return None
 
 
+async def _record_exhausted(
+    conn: Connection, plans: Sequence[TaskPlan], readiness: dict[UUID, list[dict[str, Any]]], processor_uuid: UUID
+) -> None:
+    """A task that just blocked on steps that used up their retries gets a ``max_retries_exceeded`` DLQ entry."""
+    for plan in plans:
+        if plan.goal is not TaskState.BLOCKED_BY_FAILURES or not plan.events:
+            continue
+        exhausted = [
+            row["workflow_step_uuid"]
+            for row in readiness.get(plan.task_uuid, [])
+            if row["current_state"] == StepState.ERROR and row["retryable"] and row["attempts"] >= row["max_attempts"]
+        ]
+        if exhausted:
+            await dlq_record_max_retries_exceeded(
+                conn, plan.task_uuid, exhausted_step_uuids=exhausted, processor_uuid=processor_uuid
+            )
+
+
 async def apply_results(
     conn: Connection,
     transport: Transport,
@@ -142,6 +161,7 @@ async def apply_results(
         await apply_plans(
             conn, transport, plans, metadata, ack_queue=STEP_RESULTS_QUEUE, ack_ids=[m.msg_id for m in messages]
         )
+        await _record_exhausted(conn, plans, readiness, processor_uuid)
     goals = {plan.task_uuid: plan.goal for plan in plans}
     return [
         Applied(step.step_uuid, new_state, goals.get(outcome["task_uuid"]), delay)
