@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from tasker.messaging.router import channel
@@ -22,6 +23,7 @@ class PgmqTransport:
 
     def __init__(self) -> None:
         self._known_queues: set[str] = set()
+        self._reads: dict[str, sql.Composed] = {}
 
     async def ensure_queue(self, conn: Connection, queue: str) -> None:
         """Create the queue unless it is known to exist. Only a queue seen committed is remembered: one created in
@@ -45,9 +47,10 @@ class PgmqTransport:
     async def receive(
         self, conn: Connection, queue: str, *, max_messages: int, visibility_seconds: int
     ) -> list[Message]:
-        rows = await (
-            await conn.execute(Q["queue_read"], {"queue": queue, "vt": visibility_seconds, "qty": max_messages})
-        ).fetchall()
+        read = self._reads.get(queue)
+        if read is None:
+            read = self._reads[queue] = sql.SQL(Q["queue_read"]).format(queue_table=sql.Identifier(f"q_{queue}"))
+        rows = await (await conn.execute(read, {"vt": visibility_seconds, "qty": max_messages})).fetchall()
         return [Message(r["msg_id"], queue, r["message"], r["read_ct"]) for r in rows]
 
     async def ack_many(self, conn: Connection, queue: str, msg_ids: Sequence[int]) -> None:

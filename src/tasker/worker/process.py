@@ -116,7 +116,7 @@ class Worker:
         wakeups = Wakeups(self.url, self.queues, signals={TASK_CANCELLED_CHANNEL: self._task_cancelled})
         await wakeups.start()
         async with self.pool.connection() as conn:
-            for queue in self.queues:
+            for queue in [*self.queues, STEP_RESULTS_QUEUE]:  # results go there even before an orchestrator runs
                 await self.transport.ensure_queue(conn, queue)
         handlers: set[asyncio.Task[None]] = set()
         loops = [asyncio.create_task(self._consume(q, wakeups, handlers), name=f"consume-{q}") for q in self.queues]
