@@ -17,10 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from tasker.engine.enqueuer import ENQUEUE_EVENTS
 from tasker.messaging.router import STEP_RESULTS_QUEUE, channel, worker_queue
 from tasker.messaging.transport import Transport
-from tasker.model.machines import ORCHESTRATION_EVENTS, TaskEvent, task_route
+from tasker.model.machines import ORCHESTRATION_EVENTS, StepEvent, TaskEvent, task_route
 from tasker.model.states import (
     STEP_IN_FLIGHT,
     STEP_SATISFIES_DEPENDENCIES,
@@ -33,6 +32,12 @@ from tasker.store.dynamic import step_isolated_many
 from tasker.store.steps import step_readiness
 from tasker.store.tasks import Delivery
 from tasker.store.transitions import StepChange, TaskChange
+
+# How a ready step is enqueued: from pending directly, from waiting_for_retry through pending.
+ENQUEUE_EVENTS = {
+    StepState.PENDING: [StepEvent.ENQUEUE],
+    StepState.WAITING_FOR_RETRY: [StepEvent.RETRY, StepEvent.ENQUEUE],
+}
 
 
 @dataclass(frozen=True)

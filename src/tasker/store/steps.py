@@ -62,11 +62,6 @@ async def step_result_store_many(
     return {row["workflow_step_uuid"] for row in rows}
 
 
-async def template_configuration_get(conn: Connection, named_task_uuid: UUID) -> dict[str, Any] | None:
-    row = await (await conn.execute(Q["template_configuration_get"], {"named_task_uuid": named_task_uuid})).fetchone()
-    return row["configuration"] if row else None
-
-
 async def task_ready_many(conn: Connection, limit: int) -> list[UUID]:
     rows = await (await conn.execute(Q["task_ready_many"], {"limit": limit})).fetchall()
     return [row["task_uuid"] for row in rows]

@@ -192,16 +192,6 @@ async def step_initial_transition_many(conn: Connection, step_uuids: Sequence[UU
     )
 
 
-async def task_current_states(conn: Connection, task_uuids: Sequence[UUID]) -> dict[UUID, TaskState]:
-    rows = await (await conn.execute(Q["task_current_state_many"], {"task_uuids": list(task_uuids)})).fetchall()
-    return {row["task_uuid"]: TaskState(row["state"]) for row in rows}
-
-
-async def step_current_states(conn: Connection, step_uuids: Sequence[UUID]) -> dict[UUID, StepState]:
-    rows = await (await conn.execute(Q["step_current_state_many"], {"step_uuids": list(step_uuids)})).fetchall()
-    return {row["workflow_step_uuid"]: StepState(row["state"]) for row in rows}
-
-
 def _stringify(metadata: dict[str, Any]) -> dict[str, Any]:
     """JSON-safe metadata: UUIDs and other non-JSON values become strings."""
     return dict(json.loads(json.dumps(metadata, default=str)))

@@ -91,10 +91,6 @@ acked AS (
 SELECT d.workflow_step_uuid, (SELECT n FROM sent) AS sent, (SELECT n FROM acked) AS acked
 FROM delivered d;
 
--- name: template_configuration_get
--- The stored template of a task template id (workers and orchestrators cache it).
-SELECT configuration FROM tasker.named_tasks WHERE named_task_uuid = %(named_task_uuid)s;
-
 -- name: task_ready_many
 -- Tasks with steps ready to run (tasker.get_next_ready_tasks, migration 0003): backoffs that passed, tasks that
 -- were never started.

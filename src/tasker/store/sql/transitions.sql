@@ -34,15 +34,3 @@ SELECT * FROM tasker.step_transition_many(
     %(correlation_ids)s::uuid[],
     %(execution_ms)s::bigint[]
 );
-
--- name: task_current_state_many
--- Current state of tasks ('pending' when no transition exists yet).
-SELECT t.task_uuid, COALESCE(tt.to_state, 'pending') AS state
-FROM unnest(%(task_uuids)s::uuid[]) AS t(task_uuid)
-LEFT JOIN tasker.task_transitions tt ON tt.task_uuid = t.task_uuid AND tt.most_recent;
-
--- name: step_current_state_many
--- Current state of steps ('pending' when no transition exists yet).
-SELECT s.step_uuid AS workflow_step_uuid, COALESCE(st.to_state, 'pending') AS state
-FROM unnest(%(step_uuids)s::uuid[]) AS s(step_uuid)
-LEFT JOIN tasker.workflow_step_transitions st ON st.workflow_step_uuid = s.step_uuid AND st.most_recent;
