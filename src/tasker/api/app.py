@@ -47,7 +47,9 @@ def create_app(settings: Settings, *, database_url: str | None = None) -> FastAP
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pool = create_pool(url, min_size=settings.pool_min_size, max_size=settings.pool_max_size)
+        pool = create_pool(
+            url, min_size=settings.pool_min_size, max_size=settings.pool_max_size, application_name="tasker-api"
+        )
         await pool.open()
         app.state.pool = pool
         try:

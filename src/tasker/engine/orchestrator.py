@@ -87,6 +87,7 @@ class Orchestrator:
             min_size=2,
             max_size=self.config.concurrency + 3,
             durable_commits=self.config.durable_commits,
+            application_name="tasker-orchestrator",
         )
         await self._pool.open()
         wakeups = Wakeups(self.url, ORCHESTRATION_QUEUES)

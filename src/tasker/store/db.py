@@ -18,18 +18,23 @@ Connection = psycopg.AsyncConnection[dict[str, Any]]
 CONNECT_OPTIONS = "-c TimeZone=UTC -c plan_cache_mode=force_generic_plan"
 
 
-async def connect(url: str) -> Connection:
+async def connect(url: str, *, application_name: str = "tasker") -> Connection:
     """One autocommit connection returning rows as dicts."""
     try:
         return await psycopg.AsyncConnection.connect(
-            url, autocommit=True, row_factory=dict_row, options=CONNECT_OPTIONS
+            url, autocommit=True, row_factory=dict_row, options=CONNECT_OPTIONS, application_name=application_name
         )
     except psycopg.OperationalError as exc:
         raise DatabaseUnavailableError(f"cannot connect to PostgreSQL: {exc}") from exc
 
 
 def create_pool(
-    url: str, *, min_size: int = 1, max_size: int = 10, durable_commits: bool = True
+    url: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 10,
+    durable_commits: bool = True,
+    application_name: str = "tasker",
 ) -> AsyncConnectionPool[Connection]:
     """A pool of connections configured like :func:`connect`; open it with ``await pool.open()``.
 
@@ -37,6 +42,7 @@ def create_pool(
     return without waiting for the WAL flush. A database crash can then roll back the last fraction of a second of
     such progress, which is consistent (a prefix of history) and redone by redelivery, since delivery is at least
     once anyway. Anything acknowledged to a caller (task creation, operator actions) keeps durable commits.
+    ``application_name`` shows in ``pg_stat_activity`` which kind of process a connection belongs to.
     """
     options = CONNECT_OPTIONS if durable_commits else f"{CONNECT_OPTIONS} -c synchronous_commit=off"
     return AsyncConnectionPool(
@@ -45,7 +51,12 @@ def create_pool(
         max_size=max_size,
         open=False,
         connection_class=psycopg.AsyncConnection[dict[str, Any]],
-        kwargs={"autocommit": True, "row_factory": dict_row, "options": options},
+        kwargs={
+            "autocommit": True,
+            "row_factory": dict_row,
+            "options": options,
+            "application_name": application_name,
+        },
     )
 
 

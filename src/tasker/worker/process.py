@@ -111,6 +111,7 @@ class Worker:
             min_size=2,
             max_size=self.config.concurrency + 3,
             durable_commits=self.config.durable_commits,
+            application_name="tasker-worker",
         )
         await self._pool.open()
         wakeups = Wakeups(self.url, self.queues, signals={TASK_CANCELLED_CHANNEL: self._task_cancelled})
