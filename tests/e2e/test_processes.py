@@ -133,6 +133,7 @@ async def test_idle_services_cost_almost_nothing(registered: Connection, db_url:
     assert statements > 0, "the sampling sees the services' idle polls"
     assert per_second <= 5, f"idle orchestrator + worker sent {per_second:.1f} statements per second"
 
+
 async def test_serve_runs_a_workflow_through_its_api_and_stops_cleanly(registered: Connection, db_url: str) -> None:
     import socket
 
@@ -153,8 +154,12 @@ async def test_serve_runs_a_workflow_through_its_api_and_stops_cleanly(registere
                     pass
                 assert time.monotonic() < deadline, "tasker serve did not become ready"
                 await asyncio.sleep(0.1)
-            body = {"namespace": "linear_workflow", "name": "mathematical_sequence", "version": "1.0.0",
-                    "context": {"even_number": 4}}
+            body = {
+                "namespace": "linear_workflow",
+                "name": "mathematical_sequence",
+                "version": "1.0.0",
+                "context": {"even_number": 4},
+            }
             created = await client.post("/v1/tasks", json=body)
             assert created.status_code == 201, created.text
             task_uuid = created.json()["task_uuid"]
@@ -164,3 +169,27 @@ async def test_serve_runs_a_workflow_through_its_api_and_stops_cleanly(registere
             assert (await client.get(f"/v1/tasks/{task_uuid}")).json()["status"] == "complete"
     finally:
         assert stop(server) == 0
+
+
+async def test_a_killed_worker_on_the_last_attempt_fails_the_step_without_running_it_again(
+    registered: Connection, db_url: str, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "pids"
+    with services(db_url, ["orchestrator"]):
+        doomed = start(db_url, "worker", "-n", "runtime_checks", "--lease-seconds", "2", log_name="doomed")
+        try:
+            created = await create(
+                registered, "runtime_checks", "sleepy_single_attempt", {"sleep_seconds": 3, "pid_file": str(pid_file)}
+            )
+            await _wait_for_file(pid_file)
+            os.kill(doomed.pid, signal.SIGKILL)
+            doomed.wait()
+        finally:
+            stop(doomed)
+        with services(db_url, ["worker", "-n", "runtime_checks", "--lease-seconds", "2"]):
+            task = await wait_settled(registered, created.task_uuid, timeout=40)
+    assert task["state"] == "blocked_by_failures"
+    [step] = await task_steps(registered, created.task_uuid)
+    assert step["state"] == "error" and step["attempts"] == 1, "max_attempts 1: no second attempt"
+    assert step["results"]["error"]["error_type"] == "worker_lost"
+    assert pid_file.read_text().count("\n") == 1, "the handler ran once"

@@ -228,8 +228,13 @@ class Worker:
         views = await step_claim_view_many(conn, list(by_step))
         changes: list[StepChange] = []
         stale: list[int] = []
+        lost: list[tuple[str, Claim, Execution]] = []
         for step_uuid, message in by_step.items():
-            change = self._claim_change(message, views.get(step_uuid))
+            view = views.get(step_uuid)
+            if view is not None and self._lost_for_good(message, view):
+                lost.append((queue, *self._lost_attempt(message, view)))
+                continue
+            change = self._claim_change(message, view)
             if change is None:
                 stale.append(message.msg_id)
             else:
@@ -239,7 +244,34 @@ class Worker:
         claimed = {r["workflow_step_uuid"] for r in rows}
         stale += [by_step[c.step_uuid].msg_id for c in changes if c.step_uuid not in claimed]
         await self.transport.ack_many(conn, queue, stale)
+        if lost:
+            await self._store_many(lost)
         return [Claim(by_step[r["workflow_step_uuid"]], r["workflow_step_uuid"], r["attempts"], r) for r in rows]
+
+    @staticmethod
+    def _lost_for_good(message: Message, view: dict[str, Any]) -> bool:
+        """A step whose worker vanished mid-attempt and that may not run again (attempts used up)."""
+        return (
+            view["state"] == StepState.IN_PROGRESS
+            and message.read_count > 1
+            and (not view["retryable"] or view["attempts"] >= view["max_attempts"])
+        )
+
+    def _lost_attempt(self, message: Message, view: dict[str, Any]) -> tuple[Claim, Execution]:
+        """The result of an attempt whose worker vanished: a failure the orchestrator finishes (no attempt left)."""
+        claim = Claim(message, view["workflow_step_uuid"], view["attempts"], dict(view))
+        failure = StepResult.failed(
+            "the worker running this step stopped before it finished (its lease ran out), and the step has no "
+            "attempt left",
+            error_type="worker_lost",
+            retryable=True,
+        )
+        log.warning(
+            "step %s: its worker was lost on the last attempt; reporting the attempt as failed",
+            claim.step_uuid,
+            extra={"step_uuid": claim.step_uuid, "task_uuid": view["task_uuid"]},
+        )
+        return claim, Execution(failure, 0)
 
     async def _run(self, queue: str, claim: Claim) -> None:
         namespace = claim.row.get("namespace_name", "")

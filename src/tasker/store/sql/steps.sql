@@ -19,10 +19,13 @@ LEFT JOIN tasker.task_transitions tt ON tt.task_uuid = t.task_uuid AND tt.most_r
 LEFT JOIN tasker.workflow_step_transitions st ON st.workflow_step_uuid = s.workflow_step_uuid AND st.most_recent;
 
 -- name: step_claim_view_many
--- What a worker needs to claim messages: each step's current state and attempt count.
-SELECT s.workflow_step_uuid, COALESCE(st.to_state, 'pending') AS state, COALESCE(s.attempts, 0) AS attempts
+-- What a worker needs to decide about redelivered messages: each step's current state, attempts used and
+-- allowed, and its task's ids (to report a lost attempt when none is left).
+SELECT s.workflow_step_uuid, COALESCE(st.to_state, 'pending') AS state, COALESCE(s.attempts, 0) AS attempts,
+       COALESCE(s.max_attempts, 3) AS max_attempts, s.retryable, s.task_uuid, t.correlation_id
 FROM unnest(%(step_uuids)s::uuid[]) AS i(step_uuid)
 JOIN tasker.workflow_steps s ON s.workflow_step_uuid = i.step_uuid
+JOIN tasker.tasks t ON t.task_uuid = s.task_uuid
 LEFT JOIN tasker.workflow_step_transitions st ON st.workflow_step_uuid = s.workflow_step_uuid AND st.most_recent;
 
 -- name: step_claim_many
