@@ -117,3 +117,33 @@ def test_credentials_are_sent(db_url: str) -> None:
             anonymous.list_tasks()
         with TaskerClient(base, api_key="wrong") as wrong, pytest.raises(UnauthorizedError):
             wrong.list_tasks()
+
+
+def test_clients_cover_the_dlq_routes(api_url: str, db_url: str) -> None:
+    import asyncio
+
+    from tests.api.test_dlq_routes import _stale_task
+
+    task_uuid = _stale_task(db_url)
+    with TaskerClient(api_url) as client:
+        page = client.list_dlq(resolution_status="pending")
+        assert page.total == 1 and str(page.entries[0].task_uuid) == task_uuid
+        entry = page.entries[0]
+        assert entry.dlq_reason == "staleness_timeout" and entry.task_snapshot
+        assert [e.dlq_entry_uuid for e in client.dlq_for_task(task_uuid).entries] == [entry.dlq_entry_uuid]
+        assert client.get_dlq_entry(entry.dlq_entry_uuid).original_state == "steps_in_process"
+        assert client.dlq_stats()["by_reason"]
+        assert client.dlq_investigation_queue()["entries"][0]["dlq_entry_uuid"] == str(entry.dlq_entry_uuid)
+        assert "tasks" in client.dlq_staleness()
+        with pytest.raises(BadRequestError, match="resolution status"):
+            client.update_dlq_entry(entry.dlq_entry_uuid, wire.DlqEntryUpdate(resolution_status="solved"))
+        with pytest.raises(NotFoundError):
+            client.get_dlq_entry(GHOST)
+
+    async def resolve() -> wire.DlqEntry:
+        async with AsyncTaskerClient(api_url) as client:
+            update = wire.DlqEntryUpdate(resolution_status="manually_resolved", resolved_by="ops@example.com")
+            return await client.update_dlq_entry(entry.dlq_entry_uuid, update)
+
+    resolved = asyncio.run(resolve())
+    assert resolved.resolution_status == "manually_resolved" and resolved.resolved_by == "ops@example.com"

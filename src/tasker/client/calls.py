@@ -22,6 +22,7 @@ class Call:
 
 
 STEPS = TypeAdapter(list[wire.StepResponse])
+OBJECT = TypeAdapter(dict[str, Any])
 AUDIT = TypeAdapter(list[wire.StepAuditResponse])
 
 
@@ -124,3 +125,36 @@ def metrics() -> Call:
 
 def openapi() -> Call:
     return Call("GET", "/api-docs/openapi.json", TypeAdapter(dict[str, Any]))
+
+
+def list_dlq(
+    *, resolution_status: str | None = None, dlq_reason: str | None = None, limit: int = 50, offset: int = 0
+) -> Call:
+    params = _clean(
+        {"resolution_status": resolution_status, "dlq_reason": dlq_reason, "limit": limit, "offset": offset}
+    )
+    return Call("GET", "/v1/dlq", wire.DlqListResponse, params=params)
+
+
+def dlq_for_task(task_uuid: UUID | str) -> Call:
+    return Call("GET", f"/v1/dlq/task/{task_uuid}", wire.DlqTaskEntries)
+
+
+def get_dlq_entry(entry_uuid: UUID | str) -> Call:
+    return Call("GET", f"/v1/dlq/entry/{entry_uuid}", wire.DlqEntry)
+
+
+def update_dlq_entry(entry_uuid: UUID | str, update: wire.DlqEntryUpdate) -> Call:
+    return Call("PATCH", f"/v1/dlq/entry/{entry_uuid}", wire.DlqEntry, body=_body(update))
+
+
+def dlq_stats() -> Call:
+    return Call("GET", "/v1/dlq/stats", OBJECT)
+
+
+def dlq_investigation_queue(limit: int = 100) -> Call:
+    return Call("GET", "/v1/dlq/investigation-queue", OBJECT, params={"limit": limit})
+
+
+def dlq_staleness(health_status: str | None = None, limit: int = 100) -> Call:
+    return Call("GET", "/v1/dlq/staleness", OBJECT, params=_clean({"health_status": health_status, "limit": limit}))

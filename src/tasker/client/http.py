@@ -204,6 +204,41 @@ class TaskerClient:
         )
         return self.step_action(task_uuid, step_uuid, action)
 
+    def list_dlq(
+        self, *, resolution_status: str | None = None, dlq_reason: str | None = None, limit: int = 50, offset: int = 0
+    ) -> wire.DlqListResponse:
+        """Dead-letter queue entries, newest first."""
+        result: wire.DlqListResponse = self._send(
+            calls.list_dlq(resolution_status=resolution_status, dlq_reason=dlq_reason, limit=limit, offset=offset)
+        )
+        return result
+
+    def dlq_for_task(self, task_uuid: UUID | str) -> wire.DlqTaskEntries:
+        """Every DLQ entry of a task."""
+        result: wire.DlqTaskEntries = self._send(calls.dlq_for_task(task_uuid))
+        return result
+
+    def get_dlq_entry(self, entry_uuid: UUID | str) -> wire.DlqEntry:
+        result: wire.DlqEntry = self._send(calls.get_dlq_entry(entry_uuid))
+        return result
+
+    def update_dlq_entry(self, entry_uuid: UUID | str, update: wire.DlqEntryUpdate) -> wire.DlqEntry:
+        """Record an investigation's outcome."""
+        result: wire.DlqEntry = self._send(calls.update_dlq_entry(entry_uuid, update))
+        return result
+
+    def dlq_stats(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._send(calls.dlq_stats())
+        return result
+
+    def dlq_investigation_queue(self, limit: int = 100) -> dict[str, Any]:
+        result: dict[str, Any] = self._send(calls.dlq_investigation_queue(limit))
+        return result
+
+    def dlq_staleness(self, health_status: str | None = None, limit: int = 100) -> dict[str, Any]:
+        result: dict[str, Any] = self._send(calls.dlq_staleness(health_status, limit))
+        return result
+
 
 class AsyncTaskerClient:
     """Asynchronous client; use as an async context manager or await :meth:`aclose`."""
@@ -383,3 +418,38 @@ class AsyncTaskerClient:
             action_type="complete_manually", completion_data={"result": result}, reason=reason, completed_by=by
         )
         return await self.step_action(task_uuid, step_uuid, action)
+
+    async def list_dlq(
+        self, *, resolution_status: str | None = None, dlq_reason: str | None = None, limit: int = 50, offset: int = 0
+    ) -> wire.DlqListResponse:
+        """Dead-letter queue entries, newest first."""
+        result: wire.DlqListResponse = await self._send(
+            calls.list_dlq(resolution_status=resolution_status, dlq_reason=dlq_reason, limit=limit, offset=offset)
+        )
+        return result
+
+    async def dlq_for_task(self, task_uuid: UUID | str) -> wire.DlqTaskEntries:
+        """Every DLQ entry of a task."""
+        result: wire.DlqTaskEntries = await self._send(calls.dlq_for_task(task_uuid))
+        return result
+
+    async def get_dlq_entry(self, entry_uuid: UUID | str) -> wire.DlqEntry:
+        result: wire.DlqEntry = await self._send(calls.get_dlq_entry(entry_uuid))
+        return result
+
+    async def update_dlq_entry(self, entry_uuid: UUID | str, update: wire.DlqEntryUpdate) -> wire.DlqEntry:
+        """Record an investigation's outcome."""
+        result: wire.DlqEntry = await self._send(calls.update_dlq_entry(entry_uuid, update))
+        return result
+
+    async def dlq_stats(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self._send(calls.dlq_stats())
+        return result
+
+    async def dlq_investigation_queue(self, limit: int = 100) -> dict[str, Any]:
+        result: dict[str, Any] = await self._send(calls.dlq_investigation_queue(limit))
+        return result
+
+    async def dlq_staleness(self, health_status: str | None = None, limit: int = 100) -> dict[str, Any]:
+        result: dict[str, Any] = await self._send(calls.dlq_staleness(health_status, limit))
+        return result

@@ -326,3 +326,31 @@ class DlqEntryUpdate(_Body):
     resolution_notes: str | None = None
     resolved_by: str | None = None
     metadata: dict[str, Any] | None = None
+
+
+class DlqEntry(_Body):
+    """One dead-letter queue entry (a row of ``tasker.tasks_dlq``)."""
+
+    dlq_entry_uuid: UUID
+    task_uuid: UUID
+    original_state: str
+    dlq_reason: str
+    dlq_timestamp: datetime
+    resolution_status: str
+    resolution_timestamp: datetime | None = None
+    resolution_notes: str | None = None
+    resolved_by: str | None = None
+    task_snapshot: dict[str, Any] = Field(default_factory=dict)
+    metadata: dict[str, Any] | None = None
+
+
+class DlqListResponse(_Body):
+    entries: list[DlqEntry]
+    total: int
+    limit: int
+    offset: int
+
+
+class DlqTaskEntries(_Body):
+    task_uuid: UUID
+    entries: list[DlqEntry]
