@@ -53,6 +53,18 @@ async def wait_settled(conn: Connection, task_uuid: UUID, timeout: float = 30.0)
         await asyncio.sleep(0.02)
 
 
+async def wait_step_state(conn: Connection, task_uuid: UUID, state: str, timeout: float = 30.0) -> None:
+    """Poll until every step of the task is in ``state``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        steps = await task_steps(conn, task_uuid)
+        if steps and all(s["state"] == state for s in steps):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"task {task_uuid}: steps {[(s['name'], s['state']) for s in steps]}, not all {state}")
+        await asyncio.sleep(0.02)
+
+
 async def step_results(conn: Connection, task_uuid: UUID) -> dict[str, Any]:
     """name → the ``result`` each step stored."""
     return {s["name"]: (s["results"] or {}).get("result") for s in await task_steps(conn, task_uuid)}

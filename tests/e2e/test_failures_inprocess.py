@@ -12,7 +12,8 @@ import pytest
 
 from tasker.store.db import Connection
 from tasker.store.tasks import task_steps
-from tests.e2e.runtime import create, register_fixture_templates, running, wait_settled
+from tasker.model.retry import MAX_RETRY_AFTER_SECONDS
+from tests.e2e.runtime import create, register_fixture_templates, running, wait_settled, wait_step_state
 
 
 @pytest.fixture
@@ -89,10 +90,32 @@ async def test_non_retryable_failure_is_not_retried(registered: Connection, db_u
     assert step["state"] == "error" and step["attempts"] == 1
     assert step["results"]["error"]["error_type"] == "permanent_error"
     assert step["results"]["metadata"]["retryable"] is False
-    entries = await (
-        await registered.execute("SELECT count(*) AS n FROM tasker.tasks_dlq WHERE task_uuid = %s", [created.task_uuid])
+    entry = await (
+        await registered.execute(
+            "SELECT dlq_reason, original_state, resolution_status, metadata FROM tasker.tasks_dlq WHERE task_uuid = %s",
+            [created.task_uuid],
+        )
     ).fetchone()
-    assert entries is not None and entries["n"] == 0, "a step that was never retryable exhausted no retries"
+    # blocked work shows in `dlq list` even when no retries were used up: a permanent failure is investigated too
+    assert entry is not None, "a permanently failed step left its blocked task out of the DLQ"
+    assert entry["dlq_reason"] == "manual_dlq" and entry["resolution_status"] == "pending"
+    assert entry["original_state"] == "blocked_by_failures"
+    assert entry["metadata"]["detection_method"] == "permanent_failure"
+    assert entry["metadata"]["failed_step_uuids"] == [str(step["workflow_step_uuid"])]
+
+
+async def test_a_huge_retry_after_is_clamped_and_the_step_waits(registered: Connection, db_url: str) -> None:
+    """A handler asking to be retried in 10^300 seconds (or never) waits a day, instead of poisoning its result."""
+    async with running(db_url, ["test_scenarios"]):
+        created = await create(registered, "test_scenarios", "huge_retry_after", {})
+        await wait_step_state(registered, created.task_uuid, "waiting_for_retry")
+    step = await _only_step(registered, created.task_uuid)
+    assert step["backoff_request_seconds"] == MAX_RETRY_AFTER_SECONDS
+    assert step["results"]["error"]["retry_after_seconds"] == MAX_RETRY_AFTER_SECONDS
+    left = await (
+        await registered.execute("SELECT count(*) AS n FROM pgmq.q_orchestration_step_results")
+    ).fetchone()
+    assert left is not None and left["n"] == 0, "the result message was not consumed"
 
 
 async def test_handler_timeout_is_a_retryable_failure(registered: Connection, db_url: str) -> None:

@@ -91,3 +91,8 @@ class AsyncWaitForCancel(StepHandler):
                 handle.write("async cancelled\n")
             raise
         return {"slept": True}
+
+
+class HugeRetryAfter(StepHandler):
+    def call(self, context: StepContext) -> Any:
+        raise Retryable("come back in a very long while", retry_after=1e300)

@@ -26,7 +26,7 @@ from tasker.model.retry import backoff_seconds
 from tasker.model.states import StepState, TaskState
 from tasker.model.template import TaskTemplate
 from tasker.store.db import Connection
-from tasker.store.dlq import dlq_record_max_retries_exceeded
+from tasker.store.dlq import dlq_create_entry, dlq_record_max_retries_exceeded
 from tasker.store.steps import step_outcome_many, step_readiness_many
 from tasker.store.tasks import task_try_lock_many
 from tasker.store.template_cache import TemplateCache
@@ -91,21 +91,32 @@ def step_change(
     return None
 
 
-async def _record_exhausted(
+async def _record_blocked(
     conn: Connection, plans: Sequence[TaskPlan], readiness: dict[UUID, list[dict[str, Any]]], processor_uuid: UUID
 ) -> None:
-    """A task that just blocked on steps that used up their retries gets a ``max_retries_exceeded`` DLQ entry."""
+    """A task that just blocked on failed steps gets a DLQ entry, so ``dlq list`` shows every piece of blocked work:
+    ``max_retries_exceeded`` when a step used up its retries, else ``manual_dlq`` for a permanent failure (a step
+    that was not retryable, or whose handler said the error cannot be retried)."""
     for plan in plans:
         if plan.goal is not TaskState.BLOCKED_BY_FAILURES or not plan.events:
             continue
-        exhausted = [
-            row["workflow_step_uuid"]
-            for row in readiness.get(plan.task_uuid, [])
-            if row["current_state"] == StepState.ERROR and row["retryable"] and row["attempts"] >= row["max_attempts"]
-        ]
+        failed = [row for row in readiness.get(plan.task_uuid, []) if row["current_state"] == StepState.ERROR]
+        exhausted = [r["workflow_step_uuid"] for r in failed if r["retryable"] and r["attempts"] >= r["max_attempts"]]
         if exhausted:
             await dlq_record_max_retries_exceeded(
                 conn, plan.task_uuid, exhausted_step_uuids=exhausted, processor_uuid=processor_uuid
+            )
+        elif failed:
+            await dlq_create_entry(
+                conn,
+                plan.task_uuid,
+                reason="manual_dlq",
+                original_state=TaskState.BLOCKED_BY_FAILURES,
+                metadata={
+                    "detection_method": "permanent_failure",
+                    "failed_step_uuids": [str(r["workflow_step_uuid"]) for r in failed],
+                    "processor_uuid": str(processor_uuid),
+                },
             )
 
 
@@ -161,7 +172,7 @@ async def apply_results(
         await apply_plans(
             conn, transport, plans, metadata, ack_queue=STEP_RESULTS_QUEUE, ack_ids=[m.msg_id for m in messages]
         )
-        await _record_exhausted(conn, plans, readiness, processor_uuid)
+        await _record_blocked(conn, plans, readiness, processor_uuid)
     goals = {plan.task_uuid: plan.goal for plan in plans}
     return [
         Applied(step.step_uuid, new_state, goals.get(outcome["task_uuid"]), delay)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
+
+from tasker.model.retry import clamp_retry_after
 
 
 class StepError(BaseModel):
@@ -19,6 +21,12 @@ class StepError(BaseModel):
     stack_trace: str | None = None
     retry_after_seconds: float | None = None
     context: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("retry_after_seconds", mode="before")
+    @classmethod
+    def _clamp_retry_after(cls, value: object) -> float | None:
+        """Clamped where the result is made, so an infinite or huge delay never reaches the stored JSON."""
+        return clamp_retry_after(value)
 
 
 class StepResult(BaseModel):

@@ -6,11 +6,15 @@ them. ``attempt`` is the number of the attempt that just failed (1 for the first
 
 from __future__ import annotations
 
+import math
 import random
 from typing import Literal
 
 Backoff = Literal["none", "linear", "exponential", "fibonacci"]
 JITTER_FRACTION = 0.1
+# A handler's retry_after is honoured up to a day: a larger (or infinite) value would park the step for years, and
+# before this cap a huge one overflowed the retry timestamp, so its result message failed on every read, forever.
+MAX_RETRY_AFTER_SECONDS = 86_400.0
 
 
 def _fibonacci(n: int) -> int:
@@ -44,8 +48,23 @@ def backoff_seconds(
     rng: random.Random | None = None,
 ) -> float:
     """Seconds to wait: the handler's ``retry_after`` when given, else the policy delay with ±10 % jitter."""
-    if retry_after_seconds is not None:
-        return max(float(retry_after_seconds), 0.0)
+    requested = clamp_retry_after(retry_after_seconds)
+    if requested is not None:
+        return requested
     delay_ms = policy_delay_ms(kind, base_ms, max_ms, attempt)
     jitter = (rng or random).uniform(-JITTER_FRACTION, JITTER_FRACTION) * delay_ms
     return max(min(delay_ms + jitter, float(max_ms)), 0.0) / 1000.0
+
+
+def clamp_retry_after(value: object) -> float | None:
+    """A handler's requested delay as seconds in ``[0, MAX_RETRY_AFTER_SECONDS]``; None when absent or not a number
+    (the stored result is JSON written by any worker, so it is not trusted to be well formed)."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        seconds = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    if math.isnan(seconds):
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)

@@ -50,7 +50,9 @@ SELECT task_uuid FROM tasker.tasks WHERE identity_hash = %(identity_hash)s;
 -- name: task_lock
 -- Serialises orchestration decisions about one task (result processing, enqueueing, finalising) across
 -- orchestrators: whoever holds the row lock sees, from its next statement on, every change committed before it.
-SELECT t.task_uuid FROM tasker.tasks t WHERE t.task_uuid = %(task_uuid)s FOR UPDATE OF t;
+-- NO KEY UPDATE, not UPDATE: it excludes the other task locks, but not the KEY SHARE lock that a worker's audit
+-- insert takes through its foreign key to the task, so a held task lock never stalls (or deadlocks with) workers.
+SELECT t.task_uuid FROM tasker.tasks t WHERE t.task_uuid = %(task_uuid)s FOR NO KEY UPDATE OF t;
 
 -- name: task_state_get
 -- A task's current state and the ids orchestration needs (read after task_lock).
@@ -96,7 +98,7 @@ ORDER BY e.workflow_step_edge_uuid;
 SELECT t.task_uuid
 FROM tasker.tasks t
 WHERE t.task_uuid = ANY(%(task_uuids)s::uuid[])
-FOR UPDATE OF t SKIP LOCKED;
+FOR NO KEY UPDATE OF t SKIP LOCKED;
 
 -- name: task_advance_many
 -- Carry out the orchestrator's plans for locked tasks in one statement: enqueue ready steps (compare-and-swap to
