@@ -10,9 +10,9 @@ from uuid import UUID
 
 import pytest
 
+from tasker.model.retry import MAX_RETRY_AFTER_SECONDS
 from tasker.store.db import Connection
 from tasker.store.tasks import task_steps
-from tasker.model.retry import MAX_RETRY_AFTER_SECONDS
 from tests.e2e.runtime import create, register_fixture_templates, running, wait_settled, wait_step_state
 
 

@@ -15,9 +15,8 @@ import pytest
 
 from tasker.model.machines import StepEvent
 from tasker.model.states import StepState
-from tasker.store.db import connect
+from tasker.store.db import Connection, connect
 from tasker.store.tasks import task_lock, task_try_lock_many
-from tasker.store.db import Connection
 from tasker.store.transitions import StepAudit, StepChange, step_transition, step_transition_many
 from tests.factories import insert_task_with_steps
 
