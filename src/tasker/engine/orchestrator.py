@@ -17,16 +17,14 @@ from uuid import UUID
 from psycopg_pool import AsyncConnectionPool
 
 from tasker.engine.finalizer import evaluate_task
-from tasker.engine.results import Applied, apply_results
+from tasker.engine.results import Applied, apply_results, dead_letter_result
 from tasker.engine.staleness import StalenessDefaults, sweep_periodically
-from tasker.engine.task_requests import create_task
-from tasker.errors import TaskerError
+from tasker.engine.task_requests import consume_task_request
 from tasker.messaging.pgmq import PgmqTransport
 from tasker.messaging.router import ORCHESTRATION_QUEUES, STEP_RESULTS_QUEUE, TASK_REQUESTS_QUEUE
 from tasker.messaging.transport import Message, Transport
 from tasker.messaging.wakeup import IdleBackoff, Wakeups
 from tasker.model.ids import uuid7
-from tasker.model.requests import TaskRequest
 from tasker.model.states import TaskState
 from tasker.store.db import Connection, create_pool
 from tasker.store.steps import task_ready_many
@@ -60,6 +58,8 @@ class OrchestratorConfig:
     idle_poll_max_seconds: float = 5.0  # queue polls only back up LISTEN/NOTIFY
     durable_commits: bool = False  # see store.db.create_pool: the orchestrator's hops are redone after a crash
     results_per_transaction: int = 1  # a batch is split in groups of at least this many
+    result_max_failures: int = 5  # a result that failed this often is dead-lettered (archived, DLQ entry)
+    result_failure_backoff_seconds: float = 1.0  # first retry of a failed result; doubles up to 60 s
 
 
 class Orchestrator:
@@ -156,16 +156,32 @@ class Orchestrator:
     async def _apply_group(self, messages: list[Message]) -> None:
         try:
             await self._apply(messages)
-        except Exception:
+        except Exception as exc:
             if len(messages) == 1:
-                log.exception("applying step result %s failed; it will be retried", messages[0].msg_id)
+                await self._failed(messages[0], exc)
                 return
             log.warning("applying a batch of %d results failed; applying them one by one", len(messages))
             for message in messages:
                 try:
                     await self._apply([message])
-                except Exception:
-                    log.exception("applying step result %s failed; it will be retried", message.msg_id)
+                except Exception as single:
+                    await self._failed(message, single)
+
+    async def _failed(self, message: Message, exc: Exception) -> None:
+        """A result that could not be applied: retried with a backoff, and after ``result_max_failures`` failures
+        taken out of the queue (archived) with a DLQ entry for its task, instead of failing forever."""
+        log.error("applying step result %s failed: %s", message.msg_id, exc, exc_info=exc)
+        failures = int(message.body.get("failures") or 0) + 1
+        delay = min(self.config.result_failure_backoff_seconds * 2 ** (failures - 1), 60.0)
+        try:
+            async with self.pool.connection() as conn:
+                failures = await self.transport.record_failure(
+                    conn, STEP_RESULTS_QUEUE, message.msg_id, error=repr(exc), delay_seconds=delay
+                )
+                if failures >= self.config.result_max_failures:
+                    await dead_letter_result(conn, self.transport, message, error=repr(exc), failures=failures)
+        except Exception:
+            log.exception("recording the failure of step result %s failed; it will be retried", message.msg_id)
 
     async def _apply(self, messages: list[Message]) -> None:
         started = time.time_ns()
@@ -206,14 +222,9 @@ class Orchestrator:
     async def _create_tasks(self, messages: list[Message]) -> None:
         for message in messages:
             async with self.pool.connection() as conn:
-                try:
-                    request = TaskRequest.model_validate(message.body.get("task_request", message.body))
-                    await create_task(
-                        conn, self.transport, request, env=self.config.env, processor_uuid=self.processor_uuid
-                    )
-                except (TaskerError, ValueError) as exc:
-                    log.warning("task request %s refused: %s", message.msg_id, exc)
-                await self.transport.ack_many(conn, TASK_REQUESTS_QUEUE, [message.msg_id])
+                await consume_task_request(
+                    conn, self.transport, message, env=self.config.env, processor_uuid=self.processor_uuid
+                )
 
     def _schedule_ready_check(self, delay_seconds: float) -> None:
         due = time.monotonic() + delay_seconds

@@ -11,7 +11,9 @@ orchestrator applies its messages one by one, so one bad message cannot hold up 
 
 from __future__ import annotations
 
+import logging
 import math
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,9 +30,20 @@ from tasker.model.template import TaskTemplate
 from tasker.store.db import Connection
 from tasker.store.dlq import dlq_create_entry, dlq_record_max_retries_exceeded
 from tasker.store.steps import step_outcome_many, step_readiness_many
-from tasker.store.tasks import task_try_lock_many
+from tasker.store.tasks import task_existing_many, task_state_get, task_try_lock_many
 from tasker.store.template_cache import TemplateCache
 from tasker.store.transitions import StepChange, step_transition_many
+
+AWAITING_ORCHESTRATION = frozenset(
+    {StepState.ENQUEUED_FOR_ORCHESTRATION, StepState.ENQUEUED_AS_ERROR_FOR_ORCHESTRATION}
+)
+# Task states no result may change: only ``error`` (a stale task) can be resumed, so its steps' results are kept.
+ENDED_FOR_GOOD = frozenset({TaskState.CANCELLED, TaskState.COMPLETE, TaskState.RESOLVED_MANUALLY})
+# A result whose task another orchestrator holds comes back after this long (plus jitter), not at once.
+BUSY_RETRY_SECONDS = 0.05
+
+
+log = logging.getLogger("tasker.results")
 
 
 @dataclass(frozen=True)
@@ -64,6 +77,10 @@ def step_change(
     """How one stored result finishes its step, or None for a duplicate or late message."""
     state = StepState(outcome["state"])
     step_uuid = outcome["workflow_step_uuid"]
+    if state in AWAITING_ORCHESTRATION and TaskState(outcome["task_state"]) in ENDED_FOR_GOOD:
+        # the task ended (cancelled) while this result was on its way: it completes nothing and grows no DAG
+        change = StepChange(step_uuid, state, [StepEvent.CANCEL], {**metadata, "reason": "the task has ended"})
+        return change, StepState.CANCELLED, None
     if state is StepState.ENQUEUED_FOR_ORCHESTRATION:
         refused = dynamic.invalid_outcome(outcome, template)
         if refused is not None:  # a decision or batch outcome the template does not allow: fail for good
@@ -120,6 +137,25 @@ async def _record_blocked(
             )
 
 
+async def _lock_tasks(conn: Connection, transport: Transport, messages: Sequence[Message]) -> list[Message]:
+    """Lock the batch's tasks and return the messages whose task is locked. Results of tasks another orchestrator
+    holds are handed back for a moment later; results of tasks that do not exist are dropped (nothing to apply)."""
+    task_of = {m.msg_id: UUID(m.body["task_uuid"]) for m in messages}
+    locked = await task_try_lock_many(conn, list(task_of.values()))
+    unlocked = {task_of[m.msg_id] for m in messages} - locked
+    if unlocked:
+        existing = await task_existing_many(conn, list(unlocked))
+        busy = [m.msg_id for m in messages if task_of[m.msg_id] in existing]
+        gone = [m.msg_id for m in messages if task_of[m.msg_id] in unlocked - existing]
+        await transport.nack_many(
+            conn, STEP_RESULTS_QUEUE, busy, delay_seconds=BUSY_RETRY_SECONDS * random.uniform(1.0, 2.0)
+        )
+        if gone:
+            log.warning("dropping %d result message(s) of tasks that do not exist", len(gone))
+            await transport.ack_many(conn, STEP_RESULTS_QUEUE, gone)
+    return [m for m in messages if task_of[m.msg_id] in locked]
+
+
 async def apply_results(
     conn: Connection,
     transport: Transport,
@@ -131,11 +167,7 @@ async def apply_results(
     """Apply a batch of step-result messages in one transaction (see the module docstring)."""
     metadata: dict[str, Any] = {"processor_uuid": processor_uuid}
     async with conn.transaction():
-        locked = await task_try_lock_many(conn, [UUID(m.body["task_uuid"]) for m in messages])
-        busy = [m.msg_id for m in messages if UUID(m.body["task_uuid"]) not in locked]
-        if busy:  # another orchestrator holds these tasks: hand their results back for a moment later
-            await transport.nack_many(conn, STEP_RESULTS_QUEUE, busy)
-            messages = [m for m in messages if UUID(m.body["task_uuid"]) in locked]
+        messages = await _lock_tasks(conn, transport, messages)
         step_uuids = [UUID(m.body["step_uuid"]) for m in messages]
         outcomes = await step_outcome_many(conn, step_uuids)
         decided: list[tuple[dict[str, Any], StepChange, StepState, float | None]] = []
@@ -179,3 +211,43 @@ async def apply_results(
         for outcome, step, new_state, delay in decided
         if step.step_uuid in won
     ]
+
+
+async def dead_letter_result(
+    conn: Connection, transport: Transport, message: Message, *, error: str, failures: int
+) -> None:
+    """Take a result message that keeps failing out of the queue (to its archive table) and open a DLQ entry for
+    its task, in one transaction, so an operator sees it (``dlq list``) instead of it being retried forever."""
+    log.error(
+        "step result %s failed %d times; moved to the dead-letter archive (pgmq.a_%s)",
+        message.msg_id,
+        failures,
+        STEP_RESULTS_QUEUE,
+    )
+    async with conn.transaction():
+        await transport.dead_letter_many(conn, STEP_RESULTS_QUEUE, [message.msg_id])
+        task_uuid = _task_uuid(message)
+        if task_uuid is None or not await task_existing_many(conn, [task_uuid]):
+            return
+        state = await task_state_get(conn, task_uuid)
+        await dlq_create_entry(
+            conn,
+            task_uuid,
+            reason="manual_dlq",
+            original_state=state,
+            metadata={
+                "detection_method": "poison_result_message",
+                "queue": STEP_RESULTS_QUEUE,
+                "archived_msg_id": message.msg_id,
+                "step_uuid": str(message.body.get("step_uuid")),
+                "failures": failures,
+                "error": error[:2000],
+            },
+        )
+
+
+def _task_uuid(message: Message) -> UUID | None:
+    try:
+        return UUID(str(message.body["task_uuid"]))
+    except (KeyError, ValueError):
+        return None

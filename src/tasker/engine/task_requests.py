@@ -6,12 +6,14 @@ returns as soon as workers can start, and nothing is half-written when any part 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from uuid import UUID
 
 from tasker.engine.finalizer import TaskPlan, apply_plans
-from tasker.errors import DuplicateTaskError
-from tasker.messaging.transport import Transport
+from tasker.errors import DuplicateTaskError, TaskerError
+from tasker.messaging.router import TASK_REQUESTS_QUEUE
+from tasker.messaging.transport import Message, Transport
 from tasker.model.identity import check_json_limits, identity_hash
 from tasker.model.ids import uuid7
 from tasker.model.machines import TaskEvent
@@ -22,6 +24,8 @@ from tasker.store.db import Connection
 from tasker.store.tasks import NewStep, NewTask, task_create, task_find_by_identity
 from tasker.store.templates import template_get
 from tasker.telemetry import STEPS_ENQUEUED, TASKS_REQUESTED, task_span
+
+log = logging.getLogger("tasker.task_requests")
 
 
 @dataclass(frozen=True)
@@ -123,3 +127,23 @@ async def create_task(
         step_uuids={names[s.step_uuid]: s.step_uuid for s in task.steps},
         enqueued=[step for step, _ in roots],
     )
+
+
+async def consume_task_request(
+    conn: Connection, transport: Transport, message: Message, *, env: str, processor_uuid: UUID | None = None
+) -> CreatedTask | None:
+    """Create the task a queued request asks for and acknowledge the request, in one transaction.
+
+    A crash between the two can then neither lose the request nor create its task twice on redelivery. A request
+    that is refused (bad input, unknown template, duplicate identity) is acknowledged with nothing created: sending
+    it again would be refused again.
+    """
+    async with conn.transaction():
+        created = None
+        try:
+            request = TaskRequest.model_validate(message.body.get("task_request", message.body))
+            created = await create_task(conn, transport, request, env=env, processor_uuid=processor_uuid)
+        except (TaskerError, ValueError) as exc:
+            log.warning("task request %s refused: %s", message.msg_id, exc)
+        await transport.ack_many(conn, TASK_REQUESTS_QUEUE, [message.msg_id])
+    return created

@@ -23,7 +23,15 @@ class PgmqTransport:
 
     def __init__(self) -> None:
         self._known_queues: set[str] = set()
-        self._reads: dict[str, sql.Composed] = {}
+        self._statements: dict[tuple[str, str], sql.Composed] = {}
+
+    def _on_table(self, name: str, queue: str) -> sql.Composed:
+        """A named statement written against one queue's table (a plan the server keeps, unlike pgmq's calls)."""
+        statement = self._statements.get((name, queue))
+        if statement is None:
+            statement = sql.SQL(Q[name]).format(queue_table=sql.Identifier(f"q_{queue}"))
+            self._statements[(name, queue)] = statement
+        return statement
 
     async def ensure_queue(self, conn: Connection, queue: str) -> None:
         """Create the queue unless it is known to exist. Only a queue seen committed is remembered: one created in
@@ -47,9 +55,7 @@ class PgmqTransport:
     async def receive(
         self, conn: Connection, queue: str, *, max_messages: int, visibility_seconds: int
     ) -> list[Message]:
-        read = self._reads.get(queue)
-        if read is None:
-            read = self._reads[queue] = sql.SQL(Q["queue_read"]).format(queue_table=sql.Identifier(f"q_{queue}"))
+        read = self._on_table("queue_read", queue)
         rows = await (await conn.execute(read, {"vt": visibility_seconds, "qty": max_messages})).fetchall()
         return [Message(r["msg_id"], queue, r["message"], r["read_ct"]) for r in rows]
 
@@ -57,9 +63,23 @@ class PgmqTransport:
         if msg_ids:
             await conn.execute(Q["queue_delete_many"], {"queue": queue, "msg_ids": list(msg_ids)})
 
-    async def nack_many(self, conn: Connection, queue: str, msg_ids: Sequence[int], *, delay_seconds: int = 0) -> None:
+    async def nack_many(
+        self, conn: Connection, queue: str, msg_ids: Sequence[int], *, delay_seconds: float = 0.0
+    ) -> None:
         if msg_ids:
-            await conn.execute(Q["queue_set_vt_many"], {"queue": queue, "msg_ids": list(msg_ids), "vt": delay_seconds})
+            delay = self._on_table("queue_delay_many", queue)
+            await conn.execute(delay, {"msg_ids": list(msg_ids), "delay": delay_seconds})
+
+    async def record_failure(
+        self, conn: Connection, queue: str, msg_id: int, *, error: str, delay_seconds: float
+    ) -> int:
+        record = self._on_table("queue_record_failure", queue)
+        row = await (await conn.execute(record, {"msg_id": msg_id, "error": error, "delay": delay_seconds})).fetchone()
+        return int(row["failures"]) if row else 0
+
+    async def dead_letter_many(self, conn: Connection, queue: str, msg_ids: Sequence[int]) -> None:
+        if msg_ids:
+            await conn.execute(Q["queue_archive_many"], {"queue": queue, "msg_ids": list(msg_ids)})
 
     async def extend_many(self, conn: Connection, queue: str, msg_ids: Sequence[int], *, seconds: int) -> None:
         if msg_ids:

@@ -43,8 +43,21 @@ class Transport(Protocol):
         """Done with these messages (pipeline mode allowed)."""
         ...
 
-    async def nack_many(self, conn: Connection, queue: str, msg_ids: Sequence[int], *, delay_seconds: int = 0) -> None:
+    async def nack_many(
+        self, conn: Connection, queue: str, msg_ids: Sequence[int], *, delay_seconds: float = 0.0
+    ) -> None:
         """Give messages back: visible again after ``delay_seconds``."""
+        ...
+
+    async def record_failure(
+        self, conn: Connection, queue: str, msg_id: int, *, error: str, delay_seconds: float
+    ) -> int:
+        """Processing this message failed (its transaction rolled back): count it, keep the error, hide the message
+        for ``delay_seconds``; returns how many times it has failed."""
+        ...
+
+    async def dead_letter_many(self, conn: Connection, queue: str, msg_ids: Sequence[int]) -> None:
+        """Take messages that keep failing out of the queue, kept where an operator can look at them."""
         ...
 
     async def extend_many(self, conn: Connection, queue: str, msg_ids: Sequence[int], *, seconds: int) -> None:

@@ -118,6 +118,20 @@ async def task_try_lock_many(conn: Connection, task_uuids: Sequence[UUID]) -> se
     return {row["task_uuid"] for row in rows}
 
 
+async def task_state_get(conn: Connection, task_uuid: UUID) -> str:
+    """A task's current state (no lock)."""
+    row = await (await conn.execute(Q["task_state_get"], {"task_uuid": task_uuid})).fetchone()
+    if row is None:
+        raise NotFoundError(f"task {task_uuid} does not exist")
+    return str(row["state"])
+
+
+async def task_existing_many(conn: Connection, task_uuids: Sequence[UUID]) -> set[UUID]:
+    """Those of the tasks that exist."""
+    rows = await (await conn.execute(Q["task_existing_many"], {"task_uuids": list(task_uuids)})).fetchall()
+    return {row["task_uuid"] for row in rows}
+
+
 @dataclass(frozen=True)
 class Delivery:
     """A message to send for a step: to which queue, waking which channel."""

@@ -42,6 +42,26 @@ SELECT count(*) AS deleted FROM pgmq.delete(%(queue)s, %(msg_ids)s::bigint[]);
 -- Extend the lease of in-flight messages, or (vt 0) make them visible again at once.
 SELECT count(*) AS extended FROM pgmq.set_vt(%(queue)s, %(msg_ids)s::bigint[], %(vt)s);
 
+-- name: queue_delay_many
+-- Give messages back, visible again after `delay` seconds (fractions allowed, unlike pgmq.set_vt): a result whose
+-- task another orchestrator holds comes back a moment later instead of being re-read in a tight loop.
+UPDATE pgmq.{queue_table} SET vt = clock_timestamp() + make_interval(secs => %(delay)s)
+WHERE msg_id = ANY(%(msg_ids)s::bigint[]);
+
+-- name: queue_record_failure
+-- A message whose processing failed: count the failure in its body (with the error) and hide it for `delay`
+-- seconds. Runs in a transaction of its own after the failed one rolled back; returns the failures so far.
+UPDATE pgmq.{queue_table}
+SET message = message || jsonb_build_object('failures', coalesce((message ->> 'failures')::int, 0) + 1,
+                                            'last_error', left(%(error)s, 2000)),
+    vt = clock_timestamp() + make_interval(secs => %(delay)s)
+WHERE msg_id = %(msg_id)s
+RETURNING (message ->> 'failures')::int AS failures;
+
+-- name: queue_archive_many
+-- The dead-letter path: move messages to the queue's archive table (pgmq.a_<queue>), kept for investigation.
+SELECT count(*) AS archived FROM pgmq.archive(%(queue)s, %(msg_ids)s::bigint[]);
+
 -- name: queue_depth
 -- Messages waiting in a queue (visible now or later).
 SELECT queue_length AS depth FROM pgmq.metrics(%(queue)s);

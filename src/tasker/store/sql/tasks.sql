@@ -145,3 +145,7 @@ SELECT (SELECT count(*) FROM enqueued) AS enqueued, (SELECT coalesce(sum(n), 0) 
 -- name: task_cancelled_notify
 -- Signal, at commit, that a task was cancelled (payload: its uuid): workers tell its running handlers.
 SELECT pg_notify(%(channel)s, %(task_uuid)s::text) AS notified;
+
+-- name: task_existing_many
+-- Which of these tasks exist (a result naming a task that does not is dropped, not retried forever).
+SELECT task_uuid FROM tasker.tasks WHERE task_uuid = ANY(%(task_uuids)s::uuid[]);
