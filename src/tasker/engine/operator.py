@@ -6,12 +6,13 @@ reached through the dead-letter queue), every completed result is kept, and the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 from uuid import UUID
 
 from tasker.engine.finalizer import evaluate_task
-from tasker.errors import InvalidTransitionError, NotFoundError
+from tasker.errors import InvalidTransitionError, LostRaceError, NotFoundError
 from tasker.messaging.router import TASK_CANCELLED_CHANNEL
 from tasker.messaging.transport import Transport
 from tasker.model.machines import StepEvent, TaskEvent
@@ -19,7 +20,14 @@ from tasker.model.states import STEP_TERMINAL, TASK_TERMINAL, StepState, TaskSta
 from tasker.store.db import Connection
 from tasker.store.dlq import dlq_entries_for_task, dlq_update
 from tasker.store.tasks import task_cancelled_notify, task_get, task_lock, task_steps
-from tasker.store.transitions import StepChange, TaskChange, step_transition, step_transition_many, task_transition
+from tasker.store.transitions import (
+    StepChange,
+    StepTransitioned,
+    TaskChange,
+    step_transition,
+    step_transition_many,
+    task_transition,
+)
 
 StepAction = Literal["reset_for_retry", "resolve_manually", "complete_manually"]
 _EVENTS: dict[str, StepEvent] = {
@@ -50,13 +58,6 @@ async def step_action(
     """Apply an operator's action to one step and resume the task, in one transaction."""
     async with conn.transaction():
         task = await task_lock(conn, task_uuid)
-        steps = {s["workflow_step_uuid"]: s for s in await task_steps(conn, task_uuid)}
-        step = steps.get(step_uuid)
-        if step is None:
-            raise NotFoundError(f"task {task_uuid} has no step {step_uuid}")
-        state = StepState(step["state"])
-        if action == "reset_for_retry" and state is not StepState.ERROR:
-            raise InvalidTransitionError(f"only a step in 'error' can be reset for retry; this one is '{state}'")
         metadata = {"actor": actor, "reason": reason, "action": action}
         stored = None
         if action == "complete_manually":
@@ -66,7 +67,13 @@ async def step_action(
                 "result": results,
                 "metadata": {"manual": True, **metadata},
             }
-        outcome = await step_transition(conn, StepChange(step_uuid, state, [_EVENTS[action]], metadata, results=stored))
+
+        def change(state: StepState) -> StepChange:
+            if action == "reset_for_retry" and state is not StepState.ERROR:
+                raise InvalidTransitionError(f"only a step in 'error' can be reset for retry; this one is '{state}'")
+            return StepChange(step_uuid, state, [_EVENTS[action]], metadata, results=stored)
+
+        outcome = await _step_change_retrying(conn, task_uuid, step_uuid, change)
         full = await task_get(conn, task_uuid)
         evaluation = await evaluate_task(
             conn,
@@ -142,7 +149,23 @@ async def cancel_task(conn: Connection, *, task_uuid: UUID, actor: str, reason: 
         if state in TASK_TERMINAL:
             raise InvalidTransitionError(f"task {task_uuid} has already ended ('{state}') and cannot be cancelled")
         metadata = {"actor": actor, "reason": reason}
+        await _cancel_open_steps(conn, task_uuid, metadata)
+        cancelled = await task_transition(conn, TaskChange(task_uuid, state, [TaskEvent.CANCEL], metadata))
+        await task_cancelled_notify(conn, task_uuid, TASK_CANCELLED_CHANNEL)
+        return cancelled
+
+
+# A worker moves a step without the task lock (claim, stored result), so a step change under the task lock can
+# lose its compare-and-swap to it; the operator's change is then retried on the step's new state.
+CAS_ROUNDS = 20
+
+
+async def _cancel_open_steps(conn: Connection, task_uuid: UUID, metadata: dict[str, Any]) -> None:
+    """Cancel every step that has not finished, retrying those a worker moved meanwhile."""
+    for _ in range(CAS_ROUNDS):
         open_steps = [s for s in await task_steps(conn, task_uuid) if StepState(s["state"]) not in STEP_TERMINAL]
+        if not open_steps:
+            return
         await step_transition_many(
             conn,
             [
@@ -150,6 +173,20 @@ async def cancel_task(conn: Connection, *, task_uuid: UUID, actor: str, reason: 
                 for s in open_steps
             ],
         )
-        cancelled = await task_transition(conn, TaskChange(task_uuid, state, [TaskEvent.CANCEL], metadata))
-        await task_cancelled_notify(conn, task_uuid, TASK_CANCELLED_CHANNEL)
-        return cancelled
+    raise LostRaceError(f"task {task_uuid}: its steps kept moving while being cancelled; try again")
+
+
+async def _step_change_retrying(
+    conn: Connection, task_uuid: UUID, step_uuid: UUID, change: Callable[[StepState], StepChange]
+) -> StepTransitioned:
+    """One operator change of a step, retried on the step's new state when a worker moved it meanwhile."""
+    for _ in range(CAS_ROUNDS):
+        steps = {s["workflow_step_uuid"]: s for s in await task_steps(conn, task_uuid)}
+        step = steps.get(step_uuid)
+        if step is None:
+            raise NotFoundError(f"task {task_uuid} has no step {step_uuid}")
+        try:
+            return await step_transition(conn, change(StepState(step["state"])))
+        except LostRaceError:
+            continue
+    raise LostRaceError(f"step {step_uuid} kept moving while being changed; try again")
