@@ -70,6 +70,12 @@ async def age(
         " WHERE task_uuid = %s AND most_recent",
         [in_state_minutes * 60, task_uuid],
     )
+    # no step moved since then either: staleness counts from the latest task or step transition
+    await conn.execute(
+        "UPDATE tasker.workflow_step_transitions st SET created_at = st.created_at - make_interval(secs => %s)"
+        " FROM tasker.workflow_steps s WHERE s.workflow_step_uuid = st.workflow_step_uuid AND s.task_uuid = %s",
+        [in_state_minutes * 60, task_uuid],
+    )
     total = max(in_state_minutes, age_minutes or 0)
     await conn.execute(
         "UPDATE tasker.tasks SET created_at = created_at - make_interval(secs => %s) WHERE task_uuid = %s",

@@ -117,13 +117,17 @@ async def _resolve_dlq_entry(
 async def retry_failed_steps(
     conn: Connection, transport: Transport, *, task_uuid: UUID, actor: str, reason: str | None = None
 ) -> list[UUID]:
-    """Reset every failed step of a task for retry and resume it, in one transaction; returns the steps reset."""
+    """Reset every failed step of a task for retry and resume it, in one transaction; returns the steps reset.
+
+    A task in ``error`` with no failed step (the staleness sweep moved it there while it waited or ran) is resumed
+    as it is: its remaining steps run, and its pending DLQ entry is closed with who did it.
+    """
     async with conn.transaction():
         task = await task_lock(conn, task_uuid)
         failed = [s["workflow_step_uuid"] for s in await task_steps(conn, task_uuid) if s["state"] == StepState.ERROR]
-        if not failed:
+        if not failed and task["state"] != TaskState.ERROR:
             raise InvalidTransitionError(f"task {task_uuid} has no failed steps to retry")
-        metadata = {"actor": actor, "reason": reason, "action": "reset_for_retry"}
+        metadata = {"actor": actor, "reason": reason, "action": "reset_for_retry" if failed else "resume"}
         await step_transition_many(
             conn, [StepChange(step, StepState.ERROR, [StepEvent.RESET_FOR_RETRY], metadata) for step in failed]
         )
@@ -138,6 +142,8 @@ async def retry_failed_steps(
             metadata=metadata,
             resume=True,
         )
+        action = "reset_for_retry" if failed else "resume"
+        await _resolve_dlq_entry(conn, task_uuid, actor=actor, action=action, steps=failed, reason=reason)
     return failed
 
 
