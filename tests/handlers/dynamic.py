@@ -117,3 +117,10 @@ class CountWorkers(StepHandler):
             "items": workers.items_processed,
             "failed_workers": workers.failed_workers,
         }
+
+
+class NoBatchesAnonymous(StepHandler):
+    """A batchable step in tasker-core's style that has nothing to split and names no worker."""
+
+    def call(self, context: StepContext) -> Any:
+        return self.no_batches_outcome("nothing to do")

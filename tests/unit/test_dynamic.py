@@ -17,9 +17,10 @@ from tasker.model.dynamic import (
     create_cursor_ranges,
     decision_result,
     decision_segment,
+    no_batches_result,
     plan_growth,
 )
-from tasker.model.template import TaskTemplate, load_template_file
+from tasker.model.template import TaskTemplate, load_template_file, load_template_text
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "fixtures" / "templates"
 
@@ -167,3 +168,40 @@ def test_aggregate_counts_failures_and_skips_no_ops() -> None:
     agg = aggregate_workers(results, "w")
     assert (agg.worker_count, agg.items_processed, agg.items_succeeded, agg.failed_workers) == (2, 10, 10, ["w_002"])
     assert aggregate_workers({"w_000": {"success": True, "result": {"no_op": True}}}, "w").no_op is True
+
+
+# tasker-core's format: a batchable step whose handler names no worker, with and without a batch_worker step
+_ANONYMOUS_BATCH = """
+name: anonymous_batch
+namespace_name: compat
+version: 1.0.0
+steps:
+  - name: split
+    type: batchable
+    handler: {{ callable: tests.handlers.dynamic.NoBatchesAnonymous }}
+{worker}
+"""
+_WORKER = """
+  - name: work
+    type: batch_worker
+    depends_on: [split]
+    handler: { callable: tests.handlers.dynamic.NoBatchesAnonymous }
+"""
+
+
+def test_no_batches_result_puts_the_worker_name_in_the_outcome() -> None:
+    result = no_batches_result("empty", worker_template_name="work", total_items=0)
+    assert result["batch_processing_outcome"] == {"type": "no_batches", "worker_template_name": "work"}
+    assert result["reason"] == "empty" and result["total_items"] == 0
+
+
+def test_no_batches_without_a_named_worker_uses_the_templates_batch_worker() -> None:
+    template = load_template_text(_ANONYMOUS_BATCH.format(worker=_WORKER))
+    growth = plan_growth(template, "split", _stored({"batch_processing_outcome": {"type": "no_batches"}}))
+    assert growth is not None and [s.name for s in growth.steps] == ["work_000"]
+
+
+def test_no_batches_with_no_worker_at_all_completes_creating_nothing() -> None:
+    template = load_template_text(_ANONYMOUS_BATCH.format(worker=""))
+    growth = plan_growth(template, "split", _stored({"batch_processing_outcome": {"type": "no_batches"}}))
+    assert growth is not None and growth.empty

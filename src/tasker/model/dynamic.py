@@ -144,8 +144,15 @@ def batches_result(
     }
 
 
-def no_batches_result(reason: str | None = None, **extra: Any) -> dict[str, Any]:
-    result: dict[str, Any] = {**extra, BATCH_KEY: {"type": "no_batches"}}
+def no_batches_result(
+    reason: str | None = None, *, worker_template_name: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    """A batchable step's ``result`` when there is nothing to split: the worker's name goes in the outcome, where
+    the engine reads it (one no-op worker is created so convergence still runs)."""
+    outcome: dict[str, Any] = {"type": "no_batches"}
+    if worker_template_name is not None:
+        outcome["worker_template_name"] = worker_template_name
+    result: dict[str, Any] = {**extra, BATCH_KEY: outcome}
     if reason is not None:
         result["reason"] = reason
     return result
@@ -390,9 +397,23 @@ def plan_decision(template: TaskTemplate, decision: str, results: Mapping[str, A
     )
 
 
-def _worker_template(template: TaskTemplate, batchable: str, named: str | None) -> StepDefinition:
+def _batch_worker_children(template: TaskTemplate, batchable: str) -> list[str]:
+    return [c for c in template.children(batchable) if template.step(c).type == "batch_worker"]
+
+
+def _worker_name(template: TaskTemplate, batchable: str, named: str | None) -> str | None:
+    """The worker template a batchable step uses: named by its outcome, else by its handler initialization, else
+    the one ``batch_worker`` step that depends on it."""
     name = named or template.step(batchable).handler.initialization.get("worker_template_name")
-    if not isinstance(name, str) or not name:
+    if isinstance(name, str) and name:
+        return name
+    children = _batch_worker_children(template, batchable)
+    return children[0] if len(children) == 1 else None
+
+
+def _worker_template(template: TaskTemplate, batchable: str, named: str | None) -> StepDefinition:
+    name = _worker_name(template, batchable, named)
+    if name is None:
         raise InvalidOutcome(f"batchable step {batchable!r} named no worker_template_name")
     if name not in template.step_names():
         raise InvalidOutcome(f"batchable step {batchable!r} named unknown worker template {name!r}")
@@ -425,6 +446,10 @@ def plan_batches(template: TaskTemplate, batchable: str, results: Mapping[str, A
     except ValidationError as exc:
         problem = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'outcome'}: {e['msg']}" for e in exc.errors())
         raise InvalidOutcome(f"batchable step {batchable!r}: invalid {BATCH_KEY}: {problem}") from None
+    if outcome.type == "no_batches" and _worker_name(template, batchable, outcome.worker_template_name) is None:
+        # nothing to split and no worker to stand in for the batches (tasker-core: not an error): the step simply
+        # completes and creates nothing
+        return Growth(batchable, steps=[], edges=[])
     worker = _worker_template(template, batchable, outcome.worker_template_name)
     configs = outcome.cursor_configs if outcome.type == "create_batches" else []
     no_op = not configs

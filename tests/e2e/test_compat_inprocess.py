@@ -1,0 +1,33 @@
+"""tasker-core's semantics, end to end, with small templates written in its format for this suite."""
+
+from __future__ import annotations
+
+from tasker.model.template import load_template_text
+from tasker.store.db import Connection
+from tasker.store.tasks import task_steps
+from tasker.store.templates import template_register
+from tests.e2e.runtime import create, running, wait_settled
+
+BATCHABLE_WITHOUT_WORKER = """
+name: empty_split
+namespace_name: compat
+version: 1.0.0
+steps:
+  - name: split
+    type: batchable
+    handler: { callable: tests.handlers.dynamic.NoBatchesAnonymous }
+  - name: after
+    depends_on: [split]
+    handler: { callable: tests.handlers.scenarios.Succeed }
+"""
+
+
+async def test_a_batchable_step_with_no_batches_and_no_worker_completes(conn: Connection, db_url: str) -> None:
+    """tasker-core treats it as non-fatal: the step completes, creates nothing, and the task runs on."""
+    await template_register(conn, load_template_text(BATCHABLE_WITHOUT_WORKER))
+    async with running(db_url, ["compat"]):
+        created = await create(conn, "compat", "empty_split", {"even_number": 2})
+        task = await wait_settled(conn, created.task_uuid)
+    steps = {s["name"]: s["state"] for s in await task_steps(conn, created.task_uuid)}
+    assert task["state"] == "complete", steps
+    assert steps == {"split": "complete", "after": "complete"}
