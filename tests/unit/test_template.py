@@ -13,6 +13,7 @@ from tasker.model.template import (
     load_template_file,
     load_template_paths,
     load_template_text,
+    template_warnings,
 )
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "fixtures" / "templates"
@@ -232,7 +233,7 @@ def test_decision_without_parent() -> None:
     [
         ("{max_attempts: 101}", "retry.max_attempts", "101"),
         ("{max_attempts: -1}", "retry.max_attempts", "-1"),
-        ("{backoff_base_ms: 50}", "retry.backoff_base_ms", "50"),
+        ("{backoff_base_ms: 0}", "retry.backoff_base_ms", "0"),
         ("{max_backoff_ms: 3600001}", "retry.max_backoff_ms", "3600001"),
         ("{backoff: quadratic}", "retry.backoff", "'quadratic'"),
     ],
@@ -395,3 +396,27 @@ def test_graph_helpers_refuse_unknown_step() -> None:
     template = load("- {name: a, handler: {callable: m.A}}\n")
     with pytest.raises(TemplateError, match="no step named 'b'"):
         template.children("b")
+
+
+def test_tasker_core_backoff_values_below_the_documented_range_load_with_a_warning() -> None:
+    """tasker-core documents backoff_base_ms >= 100 and max_backoff_ms >= 1000 but its own fixtures use 50/200."""
+    template = load_template_text(
+        """
+        name: fast_retries
+        namespace_name: compat
+        version: 1.0.0
+        steps:
+          - name: charge
+            handler: {callable: m.C}
+            retry: {retryable: true, limit: 3, max_attempts: 2, backoff_base_ms: 50, max_backoff_ms: 200}
+        """
+    )
+    assert template.step("charge").retry.backoff_base_ms == 50
+    warnings = template_warnings(template)
+    assert "compat/fast_retries:1.0.0: step 'charge': retry: key 'limit' is not used and is ignored" in warnings
+    assert any("retry.backoff_base_ms 50 is below the documented minimum of 100" in w for w in warnings)
+    assert any("retry.max_backoff_ms 200 is below the documented minimum of 1000" in w for w in warnings)
+    clean = load_template_text(
+        "name: t\nnamespace_name: n\nversion: 1.0.0\nsteps: [{name: a, handler: {callable: m.A}}]\n"
+    )
+    assert template_warnings(clean) == []

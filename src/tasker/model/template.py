@@ -98,8 +98,10 @@ class RetryPolicy(_Open):
     retryable: bool = True
     max_attempts: int = Field(default=3, ge=0, le=100)
     backoff: Backoff = "exponential"
-    backoff_base_ms: int = Field(default=1000, ge=100, le=3_600_000)
-    max_backoff_ms: int = Field(default=30_000, ge=1000, le=3_600_000)
+    # tasker-core documents base >= 100 and cap >= 1000 but never enforces them, and its own fixtures use 50/200 ms:
+    # any positive value is accepted, and `template_warnings` reports values below the documented range
+    backoff_base_ms: int = Field(default=1000, ge=1, le=3_600_000)
+    max_backoff_ms: int = Field(default=30_000, ge=1, le=3_600_000)
 
 
 class EventDeclaration(_Open):
@@ -488,3 +490,53 @@ def load_template_paths(path: str | Path) -> list[tuple[Path, TaskTemplate]]:
     if problems:
         raise TemplateError("\n".join(problems))
     return loaded
+
+
+DOCUMENTED_MIN_BACKOFF_BASE_MS = 100
+DOCUMENTED_MIN_MAX_BACKOFF_MS = 1000
+# models whose unknown keys are free-form by design (descriptive metadata), not mistakes worth a warning
+_FREE_FORM = (TemplateMetadata, DomainEventSchema)
+
+
+def template_warnings(template: TaskTemplate) -> list[str]:
+    """What a valid template may not do as its author meant: keys Tasker ignores (e.g. ``retry.limit``, which is
+    not ``max_attempts``) and retry values below tasker-core's documented range (accepted, as tasker-core does)."""
+    found = [f"{template.key}: {where}: key {key!r} is not used and is ignored" for where, key in _ignored(template)]
+    for step in template.steps:
+        retry = step.retry
+        if retry.backoff_base_ms < DOCUMENTED_MIN_BACKOFF_BASE_MS:
+            found.append(
+                f"{template.key}: step {step.name!r}: retry.backoff_base_ms {retry.backoff_base_ms} is below the "
+                f"documented minimum of {DOCUMENTED_MIN_BACKOFF_BASE_MS} (accepted)"
+            )
+        if retry.max_backoff_ms < DOCUMENTED_MIN_MAX_BACKOFF_MS:
+            found.append(
+                f"{template.key}: step {step.name!r}: retry.max_backoff_ms {retry.max_backoff_ms} is below the "
+                f"documented minimum of {DOCUMENTED_MIN_MAX_BACKOFF_MS} (accepted)"
+            )
+    return found
+
+
+def _ignored(model: BaseModel, where: str = "") -> list[tuple[str, str]]:
+    """(location, key) of every unknown key in the template's models, depth first; locations read like
+    ``step 'charge': retry``."""
+    if isinstance(model, _FREE_FORM):
+        return []
+    found = [(where or "template", key) for key in (model.model_extra or {})]
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else [value]
+        for item in items:
+            if not isinstance(item, BaseModel):
+                continue
+            if isinstance(item, StepDefinition):
+                found += _ignored(item, f"step {item.name!r}")
+            else:
+                found += _ignored(item, _child_location(where, name))
+    return found
+
+
+def _child_location(where: str, field: str) -> str:
+    if not where:
+        return field
+    return f"{where}: {field}" if ":" not in where else f"{where}.{field}"
