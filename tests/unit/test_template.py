@@ -420,3 +420,8 @@ def test_tasker_core_backoff_values_below_the_documented_range_load_with_a_warni
         "name: t\nnamespace_name: n\nversion: 1.0.0\nsteps: [{name: a, handler: {callable: m.A}}]\n"
     )
     assert template_warnings(clean) == []
+
+
+def test_an_unknown_handler_resolver_is_refused_naming_the_choices() -> None:
+    message = refused("- {name: a, handler: {callable: m.A, resolver: magic}}\n")
+    assert "handler.resolver" in message and "explicit_mapping" in message and "'magic'" in message

@@ -62,10 +62,12 @@ def build_task(template: TaskTemplate, named_task_uuid: UUID, request: TaskReque
         edges=[(step_uuids[parent], step_uuids[child]) for parent, child in template.initial_edges()],
         initiator=request.initiator,
         source_system=request.source_system,
-        reason=request.reason,
+        reason=request.stored_reason(),
         tags=request.tags,
         priority=request.priority,
         parent_correlation_id=request.parent_correlation_id,
+        requested_at=request.requested_at_utc(),
+        request_details=request.details() or None,
     )
 
 

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError, ValidationError
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, NaiveDatetime
 
 from tasker.errors import InvalidContextError, TemplateError
+
+REASON_MAX_LENGTH = 500
+REASON_COLUMN_LENGTH = 128  # tasks.reason is varchar(128) in the schema
 
 
 class TaskRequest(BaseModel):
@@ -23,12 +27,38 @@ class TaskRequest(BaseModel):
     context: dict[str, Any] = Field(default_factory=dict)
     initiator: str | None = Field(default=None, max_length=128)
     source_system: str | None = Field(default=None, max_length=128)
-    reason: str | None = Field(default=None, max_length=128)
+    # tasker-core allows 500 characters; the column holds 128, so a longer reason is stored cut there and kept
+    # whole in the task's first transition (metadata.request.reason)
+    reason: str | None = Field(default=None, max_length=REASON_MAX_LENGTH)
     tags: list[str] = Field(default_factory=list)
     priority: int = Field(default=0, ge=-100, le=100)
     correlation_id: UUID | None = None
     parent_correlation_id: UUID | None = None
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=255)
+    # sent by tasker-core's client: when the caller asked (stored as tasks.requested_at, in UTC), and free-form
+    # options (kept on the first transition; Tasker acts on none of them)
+    requested_at: AwareDatetime | NaiveDatetime | None = None
+    options: dict[str, Any] | None = None
+
+    def requested_at_utc(self) -> datetime | None:
+        """``requested_at`` as naive UTC (the column's convention); a time without offset is taken as UTC."""
+        if self.requested_at is None:
+            return None
+        if self.requested_at.tzinfo is None:
+            return self.requested_at
+        return self.requested_at.astimezone(UTC).replace(tzinfo=None)
+
+    def stored_reason(self) -> str | None:
+        return None if self.reason is None else self.reason[:REASON_COLUMN_LENGTH]
+
+    def details(self) -> dict[str, Any]:
+        """What the columns cannot hold, for the first transition's metadata."""
+        details: dict[str, Any] = {}
+        if self.options:
+            details["options"] = self.options
+        if self.reason is not None and len(self.reason) > REASON_COLUMN_LENGTH:
+            details["reason"] = self.reason
+        return details
 
 
 def validate_context(schema: dict[str, Any] | None, context: dict[str, Any], template_key: str) -> None:

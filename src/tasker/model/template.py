@@ -28,6 +28,7 @@ from pydantic import (
 
 from tasker.errors import TemplateError
 
+Resolver = Literal["explicit_mapping", "class_lookup", "class_constant"]
 StepType = Literal["standard", "decision", "deferred_convergence", "batchable", "batch_worker"]
 IdentityStrategy = Literal["strict", "caller_provided", "always_unique"]
 Backoff = Literal["none", "linear", "exponential", "fibonacci"]
@@ -81,9 +82,13 @@ class Lifecycle(_Open):
 
 
 class HandlerDefinition(_Open):
+    """``resolver`` forces how ``callable`` is found, as in tasker-core: ``explicit_mapping`` only looks in the
+    worker's registry, ``class_lookup`` (``class_constant`` is Ruby's name for it) only imports the dotted path;
+    without it the registry is tried first, then the import. Any other resolver is refused at validation."""
+
     callable: str = Field(min_length=1, max_length=500)
     method: str | None = None
-    resolver: str | None = None
+    resolver: Resolver | None = None
     initialization: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -41,6 +42,15 @@ class NewTask:
     priority: int = 0
     parent_correlation_id: UUID | None = None
     processor_uuid: UUID | None = None
+    requested_at: datetime | None = None  # UTC; None: now
+    request_details: dict[str, Any] | None = None  # kept on the first transition (options, a reason's full text)
+
+
+def _first_transition_metadata(task: NewTask) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"event": "initial", "from_service": "task_initializer"}
+    if task.request_details:
+        metadata["request"] = task.request_details
+    return metadata
 
 
 def _create_params(task: NewTask) -> dict[str, Any]:
@@ -63,7 +73,8 @@ def _create_params(task: NewTask) -> dict[str, Any]:
         "inputs": [Jsonb(s.inputs) if s.inputs else None for s in task.steps],
         "edge_from": [e[0] for e in task.edges],
         "edge_to": [e[1] for e in task.edges],
-        "task_metadata": Jsonb({"event": "initial", "from_service": "task_initializer"}),
+        "task_metadata": Jsonb(_first_transition_metadata(task)),
+        "requested_at": task.requested_at,
         "step_metadata": Jsonb({"event": "initial"}),
         "processor_uuid": task.processor_uuid,
     }

@@ -5,7 +5,7 @@
 WITH task AS (
     INSERT INTO tasker.tasks (task_uuid, named_task_uuid, requested_at, initiator, source_system, reason, tags,
                               context, identity_hash, priority, correlation_id, parent_correlation_id)
-    VALUES (%(task_uuid)s, %(named_task_uuid)s, timezone('utc', now()), %(initiator)s, %(source_system)s,
+    VALUES (%(task_uuid)s, %(named_task_uuid)s, coalesce(%(requested_at)s::timestamp, timezone('utc', now())), %(initiator)s, %(source_system)s,
             %(reason)s, %(tags)s, %(context)s, %(identity_hash)s, %(priority)s, %(correlation_id)s,
             %(parent_correlation_id)s)
     RETURNING task_uuid
