@@ -18,6 +18,7 @@ from tasker.store.templates import (
     template_list,
     template_register,
     template_register_paths,
+    template_register_tree,
 )
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "fixtures" / "templates"
@@ -229,3 +230,23 @@ async def test_stored_configuration_written_elsewhere_compares_by_meaning(conn: 
         [json.dumps(minimal), result.named_task_uuid],
     )
     assert (await template_register(conn, template)).status == "unchanged"
+
+
+async def test_register_tree_registers_every_valid_file_and_reports_each_refused_one(
+    conn: Connection, tmp_path: Path
+) -> None:
+    await template_register(conn, load_template_file(ORDER))
+    good = (TEMPLATES / "workflows" / "linear.yaml").read_text()
+    (tmp_path / "a_good.yaml").write_text(good)
+    (tmp_path / "b_bad.yaml").write_text(
+        good.replace("mathematical_sequence", "other").replace("[linear_step_3]", "[nope]")
+    )
+    (tmp_path / "c_conflict.yaml").write_text(ORDER.read_text().replace("Validate, reserve", "Now validate, reserve"))
+    (tmp_path / "d_good.yaml").write_text(good.replace("mathematical_sequence", "second_sequence"))
+    done = await template_register_tree(conn, tmp_path)
+    assert sorted(r.name for r in done.registered) == ["mathematical_sequence", "second_sequence"]
+    assert [path.name for path, _ in done.refused] == ["b_bad.yaml", "c_conflict.yaml"]
+    assert "unknown dependency 'nope'" in done.refused[0][1]
+    assert "already registered with different content" in done.refused[1][1]
+    listed = {t.name for t in await template_list(conn)}
+    assert {"mathematical_sequence", "second_sequence"} <= listed and "other" not in listed

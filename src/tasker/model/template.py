@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Self
 
@@ -478,23 +479,41 @@ def template_files(path: str | Path) -> list[Path]:
     return sorted(p for p in path.rglob("*") if p.suffix in TEMPLATE_SUFFIXES and p.is_file())
 
 
-def load_template_paths(path: str | Path) -> list[tuple[Path, TaskTemplate]]:
-    """Load a file or a directory tree; every file is checked and all problems are reported together."""
+@dataclass(frozen=True)
+class TemplateTree:
+    """The templates of a file or directory tree: those that loaded, and each refused file with why."""
+
+    loaded: list[tuple[Path, TaskTemplate]]
+    refused: list[tuple[Path, str]]
+
+
+def load_template_tree(path: str | Path) -> TemplateTree:
+    """Load every template file below ``path``, keeping going past bad ones; a second definition of the same
+    namespace/name/version is refused (the first one, in path order, is kept)."""
     loaded: list[tuple[Path, TaskTemplate]] = []
-    problems: list[str] = []
+    refused: list[tuple[Path, str]] = []
+    seen: dict[str, Path] = {}
     for file in template_files(path):
         try:
-            loaded.append((file, load_template_file(file)))
+            template = load_template_file(file)
         except TemplateError as exc:
-            problems.append(exc.message)
-    seen: dict[str, Path] = {}
-    for file, template in loaded:
+            refused.append((file, exc.message))
+            continue
         if template.key in seen:
-            problems.append(f"{file}: template {template.key} is also defined in {seen[template.key]}")
-        seen.setdefault(template.key, file)
-    if problems:
-        raise TemplateError("\n".join(problems))
-    return loaded
+            refused.append((file, f"{file}: template {template.key} is also defined in {seen[template.key]}"))
+            continue
+        seen[template.key] = file
+        loaded.append((file, template))
+    return TemplateTree(loaded, refused)
+
+
+def load_template_paths(path: str | Path) -> list[tuple[Path, TaskTemplate]]:
+    """Load a file or a directory tree, all or nothing; every file is checked and all problems are reported
+    together."""
+    tree = load_template_tree(path)
+    if tree.refused:
+        raise TemplateError("\n".join(message for _, message in tree.refused))
+    return tree.loaded
 
 
 DOCUMENTED_MIN_BACKOFF_BASE_MS = 100

@@ -15,7 +15,7 @@ from uuid import UUID
 from psycopg.types.json import Jsonb
 
 from tasker.errors import TemplateConflictError, TemplateError, TemplateNotFoundError
-from tasker.model.template import TaskTemplate, load_template_paths
+from tasker.model.template import TaskTemplate, load_template_paths, load_template_tree
 from tasker.store.db import Connection
 from tasker.store.queries import Q
 
@@ -128,6 +128,29 @@ async def _sync_steps(conn: Connection, named_task_uuid: UUID, template: TaskTem
 
 def _registration(named_task_uuid: UUID, template: TaskTemplate, status: RegistrationStatus) -> Registration:
     return Registration(named_task_uuid, template.namespace_name, template.name, template.version, status)
+
+
+@dataclass(frozen=True)
+class TreeRegistration:
+    """What registering a directory tree did: each valid template registered, each refused file with why."""
+
+    registered: list[Registration]
+    refused: list[tuple[Path, str]]
+
+
+async def template_register_tree(conn: Connection, path: str | Path, *, force: bool = False) -> TreeRegistration:
+    """Register every valid template file below ``path``, each in its own transaction: a bad file (invalid, a
+    duplicate, or a changed template under a registered version) is refused on its own and blocks no other."""
+    tree = load_template_tree(path)
+    registered: list[Registration] = []
+    refused = list(tree.refused)
+    for file, template in tree.loaded:
+        try:
+            registered.append(await template_register(conn, template, force=force))
+        except (TemplateError, TemplateConflictError) as exc:
+            refused.append((file, f"{file}: {exc.message}"))
+    refused.sort(key=lambda item: str(item[0]))
+    return TreeRegistration(registered, refused)
 
 
 async def template_register_paths(conn: Connection, path: str | Path, *, force: bool = False) -> list[Registration]:
