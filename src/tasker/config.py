@@ -6,14 +6,15 @@ reads the environment. Secrets are ``SecretStr`` so they are redacted wherever s
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import platformdirs
-from pydantic import BaseModel, Field, SecretStr
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 
 def default_data_dir() -> Path:
@@ -95,6 +96,22 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, _TomlSource(settings_cls))
+
+    # workers: which modules a template may name handlers from (unset: any importable callable)
+    handler_allowed_modules: Annotated[list[str] | None, NoDecode] = Field(
+        default=None,
+        description="module prefixes workers import handlers from, e.g. myapp.handlers (JSON list or comma-separated)",
+    )
+
+    @field_validator("handler_allowed_modules", mode="before")
+    @classmethod
+    def _module_list(cls, value: Any) -> Any:
+        """``a.b,c`` or ``["a.b", "c"]`` from the environment; a list from TOML or code passes through."""
+        if isinstance(value, str):
+            text = value.strip()
+            items = json.loads(text) if text.startswith("[") else text.split(",")
+            return [str(item).strip() for item in items if str(item).strip()]
+        return value
 
 
 class _TomlSource(PydanticBaseSettingsSource):

@@ -103,7 +103,11 @@ def worker(
     """Run a worker for one or more namespaces (TASKER_DATABASE_URL)."""
     url = _prepare(log_level, imports, metrics_port)
     config = WorkerConfig(
-        namespaces=namespace, concurrency=concurrency, lease_seconds=lease_seconds, env=settings().env
+        namespaces=namespace,
+        concurrency=concurrency,
+        lease_seconds=lease_seconds,
+        env=settings().env,
+        handler_allowed_modules=settings().handler_allowed_modules,
     )
     asyncio.run(until_signalled(Worker(url, config).run))
 
@@ -122,7 +126,10 @@ def serve(
     url = _prepare(log_level, imports, metrics_port)
     current = settings()
     orchestrator_service = Orchestrator(url, orchestrator_config(current))
-    worker_service = Worker(url, WorkerConfig(namespaces=namespace, concurrency=concurrency, env=current.env))
+    worker_config = WorkerConfig(
+        namespace, concurrency, env=current.env, handler_allowed_modules=current.handler_allowed_modules
+    )
+    worker_service = Worker(url, worker_config)
 
     async def everything(stop: asyncio.Event) -> None:
         services = [orchestrator_service.run(stop), worker_service.run(stop)]

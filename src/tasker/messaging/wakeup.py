@@ -45,39 +45,102 @@ class IdleBackoff:
 
 
 class Wakeups:
-    """LISTEN on the channels of some queues and set an event per queue when a notification arrives."""
+    """LISTEN on the channels of some queues and set an event per queue when a notification arrives.
+
+    The LISTEN connection is kept alive: when it is lost (a database restart, a killed backend) the listener
+    reconnects with backoff and LISTENs on every channel again. Notifications sent while it was away are lost, so
+    every event is set on each failed attempt and once more after reconnecting: consumers poll meanwhile and look
+    again once listening resumes, instead of sleeping through work. A connection that stays silent is probed every
+    ``probe_seconds``, so one that died without telling us is noticed too.
+    """
 
     def __init__(
-        self, url: str, queues: Iterable[str], signals: dict[str, Callable[[str], None]] | None = None
+        self,
+        url: str,
+        queues: Iterable[str],
+        signals: dict[str, Callable[[str], None]] | None = None,
+        *,
+        application_name: str = "tasker-wakeups",
+        probe_seconds: float = 30.0,
+        reconnect_backoff: tuple[float, float] = (0.1, 2.0),
     ) -> None:
         self._url = url
         self._events = {channel(q): asyncio.Event() for q in queues}
         self._by_queue = {q: self._events[channel(q)] for q in queues}
         self._signals = dict(signals or {})  # other channels whose payload matters (e.g. task cancelled)
+        self._application_name = application_name
+        self._probe_seconds = probe_seconds
+        self._backoff = reconnect_backoff
         self._conn: Connection | None = None
         self._task: asyncio.Task[None] | None = None
+        self.reconnects = 0
+
+    @property
+    def connected(self) -> bool:
+        """Whether the LISTEN connection is up (False while reconnecting)."""
+        return self._conn is not None and not self._conn.closed
 
     async def start(self) -> None:
-        self._conn = await connect(self._url)
-        for name in [*self._events, *self._signals]:
-            await self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(name)))
-        self._task = asyncio.create_task(self._listen(), name="tasker-wakeups")
+        """Connect and LISTEN (raising when the database is unreachable now), then keep listening in the background."""
+        self._conn = await self._listening_connection()
+        self._task = asyncio.create_task(self._run(), name="tasker-wakeups")
+
+    async def _listening_connection(self) -> Connection:
+        conn = await connect(self._url, application_name=self._application_name)
+        try:
+            for name in [*self._events, *self._signals]:
+                await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(name)))
+        except BaseException:
+            await conn.close()
+            raise
+        return conn
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._listen()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the connection is gone: poll meanwhile, reconnect with backoff
+                log.warning("wake-up listener lost its connection (%s); polling while it reconnects", exc)
+            await self._drop_connection()
+            self._conn = await self._reconnect()
+            self.reconnects += 1
+            channels = len(self._events) + len(self._signals)
+            log.info("wake-up listener reconnected; listening on %d channels again", channels)
+            self._wake_all()  # notifications sent while away are lost: everyone looks once
 
     async def _listen(self) -> None:
         assert self._conn is not None
-        try:
-            async for note in self._conn.notifies():
+        while True:
+            async for note in self._conn.notifies(timeout=self._probe_seconds):
                 event = self._events.get(note.channel)
                 if event is not None:
                     event.set()
                 elif note.channel in self._signals:
                     self._signals[note.channel](note.payload)
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # connection lost: fall back to polling; wake everyone so nobody sleeps long
-            log.warning("wake-up listener lost its connection; relying on polling", exc_info=True)
-            for event in self._events.values():
-                event.set()
+            await self._conn.execute("SELECT 1")  # silent for a while: is the connection still there?
+
+    async def _reconnect(self) -> Connection:
+        delay, maximum = self._backoff
+        while True:
+            self._wake_all()
+            try:
+                return await self._listening_connection()
+            except Exception as exc:
+                log.debug("wake-up listener: reconnecting failed (%s); next try in %.1f s", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, maximum)
+
+    async def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+    def _wake_all(self) -> None:
+        for event in self._events.values():
+            event.set()
 
     def clear(self, queue: str) -> None:
         self._by_queue[queue].clear()
@@ -98,5 +161,4 @@ class Wakeups:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
-        if self._conn is not None:
-            await self._conn.close()
+        await self._drop_connection()

@@ -43,6 +43,10 @@ def create_pool(
     such progress, which is consistent (a prefix of history) and redone by redelivery, since delivery is at least
     once anyway. Anything acknowledged to a caller (task creation, operator actions) keeps durable commits.
     ``application_name`` shows in ``pg_stat_activity`` which kind of process a connection belongs to.
+
+    Every connection is checked (one empty round trip) as it leaves the pool: after a database restart or a killed
+    backend the idle connections are all dead, and without the check each would fail one caller's statement (a
+    worker's stored result, an orchestrator's batch) before the pool noticed.
     """
     options = CONNECT_OPTIONS if durable_commits else f"{CONNECT_OPTIONS} -c synchronous_commit=off"
     return AsyncConnectionPool(
@@ -50,6 +54,7 @@ def create_pool(
         min_size=min_size,
         max_size=max_size,
         open=False,
+        check=AsyncConnectionPool.check_connection,
         connection_class=psycopg.AsyncConnection[dict[str, Any]],
         kwargs={
             "autocommit": True,

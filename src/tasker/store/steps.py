@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
+from psycopg.types.json import Jsonb
+
 from tasker.store.db import Connection
 from tasker.store.queries import Q
 from tasker.store.transitions import StepAudit, StepChange, step_change_params
@@ -76,17 +78,45 @@ async def step_readiness_many(conn: Connection, task_uuids: Sequence[UUID]) -> d
     return grouped
 
 
-async def step_result_late_record_many(conn: Connection, late: Sequence[tuple[UUID, StepAudit]]) -> set[UUID]:
-    """Record results that came too late (their step is final now) in the audit trail, without applying them;
-    returns the steps that are final (their messages may be acknowledged)."""
+@dataclass(frozen=True)
+class LateResult:
+    """A result whose compare-and-swap lost: its audit row, and the token of the claim that produced it."""
+
+    step_uuid: UUID
+    audit: StepAudit
+    claim_token: str | None
+
+
+@dataclass(frozen=True)
+class LateRecorded:
+    final: set[UUID]  # steps in a final state: the result is on record, the message may be acknowledged
+    already_stored: set[UUID]  # results this claim had stored already (an earlier try went through)
+
+
+async def step_result_late_record_many(conn: Connection, late: Sequence[LateResult]) -> LateRecorded:
+    """Record results that came too late (their step is final now) in the audit trail, without applying them."""
     if not late:
-        return set()
+        return LateRecorded(set(), set())
     params = {
-        "step_uuids": [step for step, _ in late],
-        "success": [audit.success for _, audit in late],
-        "worker_uuids": [audit.worker_uuid for _, audit in late],
-        "correlation_ids": [audit.correlation_id for _, audit in late],
-        "execution_ms": [audit.execution_time_ms for _, audit in late],
+        "step_uuids": [r.step_uuid for r in late],
+        "success": [r.audit.success for r in late],
+        "worker_uuids": [r.audit.worker_uuid for r in late],
+        "correlation_ids": [r.audit.correlation_id for r in late],
+        "execution_ms": [r.audit.execution_time_ms for r in late],
+        "claim_tokens": [r.claim_token for r in late],
     }
     rows = await (await conn.execute(Q["step_result_late_record_many"], params)).fetchall()
-    return {row["workflow_step_uuid"] for row in rows}
+    return LateRecorded(
+        {row["workflow_step_uuid"] for row in rows if not row["already_stored"]},
+        {row["workflow_step_uuid"] for row in rows if row["already_stored"]},
+    )
+
+
+async def step_checkpoint_save_claimed(
+    conn: Connection, step_uuid: UUID, attempts: int, claim_token: str, checkpoint: dict[str, Any]
+) -> dict[str, Any] | None:
+    """Store a running step's checkpoint (history appended in SQL) for the claim named by ``claim_token``; None when
+    that claim no longer holds the step."""
+    params = {"step_uuid": step_uuid, "attempts": attempts, "claim_token": claim_token, "checkpoint": Jsonb(checkpoint)}
+    row = await (await conn.execute(Q["step_checkpoint_save_claimed"], params)).fetchone()
+    return dict(row["checkpoint"]) if row else None

@@ -3,12 +3,20 @@
 A handler returns a value: a ``StepResult`` (``self.success(...)`` / ``self.failure(...)``), a dict (success with
 that result), ``None`` (success with ``{}``), or any other JSON value (success with ``{"result": value}``). Raising
 ``PermanentError`` fails the step for good; ``RetryableError`` (optionally with ``retry_after`` seconds) and any
-other exception fail it for a retry, keeping the traceback.
+other exception fail it for a retry, keeping the traceback (``SystemExit`` and ``KeyboardInterrupt`` too: they fail
+the step, never the worker).
+
+Delivery is at least once: a handler can run more than once for the same step and attempt, e.g. when its worker
+dies or loses the database after the handler finished but before the result was stored, or when a database crash
+rolls back a claim. Make handlers idempotent (an idempotency key on side effects, e.g. ``context.step_uuid``). The
+step's state changes exactly once: only one run's result is ever applied; the others are refused (recorded in the
+audit trail at most) and never overwrite it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
@@ -187,7 +195,12 @@ class StepContext:
 
 
 class StepHandler:
-    """Base class for handlers: implement ``call(self, context)`` (plain or ``async``)."""
+    """Base class for handlers: implement ``call(self, context)`` (plain or ``async``).
+
+    A plain ``call`` runs in a handler thread; an ``async`` one on the worker's event loop, so it must not block
+    (no ``time.sleep`` or blocking I/O: the worker warns when its loop stalls). ``call`` may run more than once for
+    one step (delivery is at least once), so make its side effects idempotent; only one run's result is applied.
+    """
 
     handler_name: str | None = None
 
@@ -293,7 +306,7 @@ HandlerFunction: TypeAlias = Callable[[StepContext], Any] | Callable[[StepContex
 
 
 class FunctionHandler(StepHandler):
-    """Adapts a decorated function to the handler protocol."""
+    """Adapts a plain function to the handler protocol (it runs in a handler thread)."""
 
     def __init__(self, function: HandlerFunction, name: str) -> None:
         self.function = function
@@ -303,14 +316,32 @@ class FunctionHandler(StepHandler):
         return self.function(context)
 
 
+class AsyncFunctionHandler(FunctionHandler):
+    """Adapts an ``async def`` function: its ``call`` is a coroutine function, so it runs on the worker's loop and
+    cancelling the task cancels it, as for an async ``StepHandler``."""
+
+    async def call(self, context: StepContext) -> Any:
+        return await self.function(context)
+
+
+def function_handler(function: HandlerFunction, name: str) -> FunctionHandler:
+    """The adapter for ``function``: async for an ``async def`` (or a partial of one), sync otherwise."""
+    if inspect.iscoroutinefunction(function):
+        return AsyncFunctionHandler(function, name)
+    return FunctionHandler(function, name)
+
+
 def step_handler(name: str | None = None) -> Callable[[HandlerFunction], HandlerFunction]:
-    """Register a plain function as a handler under ``name`` (default: its dotted path)."""
+    """Register a function, plain or ``async def``, as a handler under ``name`` (default: its dotted path).
+
+    The same rules hold as for ``StepHandler.call``: it may run more than once for one step, so make it idempotent.
+    """
 
     def register(function: HandlerFunction) -> HandlerFunction:
         from tasker.worker.registry import default_registry
 
         key = name or f"{function.__module__}.{function.__qualname__}"
-        default_registry.register(key, FunctionHandler(function, key))
+        default_registry.register(key, function_handler(function, key))
         return function
 
     return register

@@ -1,10 +1,16 @@
 """``tasker worker``: claim steps from namespace queues, run their handlers, store results.
 
 Per message the worker does two transactions. The claim (batched over every message read at once) moves steps
-``enqueued → in_progress`` and loads their handler context. The result stores the outcome with its audit row,
-sends the result message to the orchestrator and deletes the step message, all in one commit: a worker that dies
-before it leaves the step ``in_progress`` with its message hidden only until the lease (the message's visibility
-timeout, renewed while the handler runs) runs out; then any worker takes it over and the attempt counts.
+``enqueued → in_progress`` under a fresh random claim token and loads their handler context. The result stores the
+outcome with its audit row, sends the result message to the orchestrator and deletes the step message, all in one
+commit, and only while the step is still in progress under that token. A worker that dies before it leaves the step
+``in_progress`` with its message hidden only until the lease (the message's visibility timeout, renewed from a
+thread of its own while the handler runs) runs out; then any worker takes it over and the attempt counts. A store
+that fails (the database restarting, a dropped connection) is retried with backoff while the lease holds, so
+finished work is not thrown away.
+
+Delivery is at least once (a handler may run again after a crash, a lost lease or a rolled-back claim); a step's
+state changes exactly once (the claim token and the attempt number fence every result and checkpoint).
 """
 
 from __future__ import annotations
@@ -12,15 +18,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import inspect
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
+import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from tasker.messaging.pgmq import PgmqTransport
@@ -33,8 +40,14 @@ from tasker.model.machines import StepEvent
 from tasker.model.results import StepResult
 from tasker.model.states import StepState
 from tasker.store.db import Connection, create_pool
-from tasker.store.dynamic import step_checkpoint_save
-from tasker.store.steps import HeldMessage, step_claim_many, step_claim_view_many, step_result_late_record_many
+from tasker.store.steps import (
+    HeldMessage,
+    LateResult,
+    step_checkpoint_save_claimed,
+    step_claim_many,
+    step_claim_view_many,
+    step_result_late_record_many,
+)
 from tasker.store.template_cache import TemplateCache
 from tasker.store.transitions import StepAudit, StepChange
 from tasker.telemetry import (
@@ -46,11 +59,14 @@ from tasker.telemetry import (
     STEPS_SUCCEEDED,
     task_span,
 )
-from tasker.worker.executor import Execution, execute
+from tasker.worker.executor import Execution, HandlerThreads, execute, is_async_handler
 from tasker.worker.handler import StepContext
+from tasker.worker.leases import Lease, LeaseKeeper
 from tasker.worker.registry import HandlerRegistry, default_registry
 
 log = logging.getLogger("tasker.worker")
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -62,6 +78,9 @@ class WorkerConfig:
     default_timeout_seconds: float | None = 300.0
     idle_poll_max_seconds: float = 2.0
     durable_commits: bool = False  # see store.db.create_pool: a lost claim or result is redone by redelivery
+    handler_allowed_modules: Sequence[str] | None = None  # import handlers only from these module prefixes
+    store_retry_seconds: tuple[float, float] = (0.1, 2.0)  # backoff of a failed store: first delay, cap
+    loop_stall_warning_seconds: float = 2.0  # warn when the event loop is blocked this long (an async handler)
 
 
 @dataclass
@@ -70,9 +89,17 @@ class Claim:
     step_uuid: UUID
     attempts: int
     row: dict[str, Any] = field(default_factory=dict)
+    token: str | None = None  # the claim token written with the in_progress transition (None: not ours)
+    received_at: float = field(default_factory=time.monotonic)
+    lease: Lease | None = None
     context: StepContext | None = None
     handler: asyncio.Task[Execution] | None = None
     handler_is_async: bool = False
+
+
+def new_claim_token() -> str:
+    """A claim's fence: random, so a claim that a database crash rolled back is never issued again."""
+    return uuid.uuid4().hex
 
 
 class Worker:
@@ -97,7 +124,14 @@ class Worker:
         self._completions: asyncio.Queue[tuple[str, Claim, Execution, asyncio.Future[None]]] = asyncio.Queue()
         self._stopping = False
         self._pool: AsyncConnectionPool[Connection] | None = None
-        self._threads = ThreadPoolExecutor(max_workers=config.concurrency, thread_name_prefix="tasker-handler")
+        self._threads = HandlerThreads(config.concurrency)
+        self._allowed = list(config.handler_allowed_modules) if config.handler_allowed_modules is not None else None
+        self.leases = LeaseKeeper(
+            url,
+            self.transport,
+            lease_seconds=config.lease_seconds,
+            stall_warning_seconds=config.loop_stall_warning_seconds,
+        )
 
     @property
     def pool(self) -> AsyncConnectionPool[Connection]:
@@ -114,14 +148,20 @@ class Worker:
             application_name="tasker-worker",
         )
         await self._pool.open()
-        wakeups = Wakeups(self.url, self.queues, signals={TASK_CANCELLED_CHANNEL: self._task_cancelled})
+        wakeups = Wakeups(
+            self.url,
+            self.queues,
+            signals={TASK_CANCELLED_CHANNEL: self._task_cancelled},
+            application_name="tasker-worker-wakeups",
+        )
         await wakeups.start()
         async with self.pool.connection() as conn:
             for queue in [*self.queues, STEP_RESULTS_QUEUE]:  # results go there even before an orchestrator runs
                 await self.transport.ensure_queue(conn, queue)
+        self.leases.start()
         handlers: set[asyncio.Task[None]] = set()
         loops = [asyncio.create_task(self._consume(q, wakeups, handlers), name=f"consume-{q}") for q in self.queues]
-        loops.append(asyncio.create_task(self._renew_leases(), name="leases"))
+        loops.append(asyncio.create_task(self.leases.heartbeat(), name="heartbeat"))
         completer = asyncio.create_task(self._complete(), name="completer")
         log.info("worker %s started on %s", self.worker_uuid, ", ".join(self.queues))
         try:
@@ -137,9 +177,10 @@ class Worker:
                 background.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await background
+            self.leases.stop()
             await wakeups.stop()
             await self._pool.close()
-            self._threads.shutdown(wait=False, cancel_futures=True)
+            self._threads.shutdown()
             log.info("worker %s stopped after %d steps", self.worker_uuid, self.steps_done)
 
     async def _consume(self, queue: str, wakeups: Wakeups, handlers: set[asyncio.Task[None]]) -> None:
@@ -163,12 +204,17 @@ class Worker:
             idle.found_work()
             for claim in claims:
                 self.running[claim.step_uuid] = claim
+                label = f"{claim.row.get('name')} ({claim.step_uuid})"
+                claim.lease = self.leases.hold(
+                    claim.step_uuid, claim.message.queue, claim.message.msg_id, label, claim.received_at
+                )
                 task = asyncio.create_task(self._run(queue, claim))
                 handlers.add(task)
                 task.add_done_callback(handlers.discard)
 
     async def _receive_and_claim(self, queue: str, free: int) -> list[Claim]:
         async with self.pool.connection() as conn:
+            received_at = time.monotonic()  # the lease (visibility timeout) runs from here
             messages = await self.transport.receive(
                 conn, queue, max_messages=free, visibility_seconds=self.config.lease_seconds
             )
@@ -180,23 +226,33 @@ class Worker:
             others = [m for m in messages if m.msg_id not in claimed]
             if others:  # redeliveries and lost races: look at each step before deciding
                 claims += await self._claim(conn, queue, others)
+            for claim in claims:
+                claim.received_at = received_at
             return claims
+
+    def _claim_metadata(self, message: Message, token: str) -> dict[str, Any]:
+        correlation_id = message.body.get("correlation_id")
+        return {"worker_uuid": self.worker_uuid, "correlation_id": correlation_id, "claim_token": token}
+
+    @staticmethod
+    def _claims(rows: list[dict[str, Any]], by_step: dict[UUID, Message], changes: list[StepChange]) -> list[Claim]:
+        tokens = {c.step_uuid: c.metadata["claim_token"] for c in changes}
+        return [
+            Claim(by_step[step], step, r["attempts"], r, token=tokens[step])
+            for r in rows
+            for step in [r["workflow_step_uuid"]]
+        ]
 
     async def _claim_fresh(self, conn: Connection, messages: list[Message]) -> list[Claim]:
         """First deliveries: claim ``enqueued → in_progress`` and load the contexts in one statement."""
         by_step = {UUID(m.body["step_uuid"]): m for m in messages}
         changes = [
-            StepChange(
-                step,
-                StepState.ENQUEUED,
-                [StepEvent.START],
-                {"worker_uuid": self.worker_uuid, "correlation_id": m.body.get("correlation_id")},
-            )
+            StepChange(step, StepState.ENQUEUED, [StepEvent.START], self._claim_metadata(m, new_claim_token()))
             for step, m in by_step.items()
         ]
         rows = await step_claim_many(conn, changes)
         self._count_claims(rows, "fresh")
-        return [Claim(by_step[r["workflow_step_uuid"]], r["workflow_step_uuid"], r["attempts"], r) for r in rows]
+        return self._claims(rows, by_step, changes)
 
     @staticmethod
     def _count_claims(rows: list[dict[str, Any]], method: str) -> None:
@@ -208,7 +264,7 @@ class Worker:
         if view is None:
             return None
         step_uuid = view["workflow_step_uuid"]
-        metadata = {"worker_uuid": self.worker_uuid, "correlation_id": message.body.get("correlation_id")}
+        metadata = self._claim_metadata(message, new_claim_token())
         state = StepState(view["state"])
         if state is StepState.ENQUEUED:
             return StepChange(step_uuid, state, [StepEvent.START], metadata, expected_attempts=view["attempts"])
@@ -246,7 +302,7 @@ class Worker:
         await self.transport.ack_many(conn, queue, stale)
         if lost:
             await self._store_many(lost)
-        return [Claim(by_step[r["workflow_step_uuid"]], r["workflow_step_uuid"], r["attempts"], r) for r in rows]
+        return self._claims(rows, by_step, changes)
 
     @staticmethod
     def _lost_for_good(message: Message, view: dict[str, Any]) -> bool:
@@ -259,7 +315,8 @@ class Worker:
 
     def _lost_attempt(self, message: Message, view: dict[str, Any]) -> tuple[Claim, Execution]:
         """The result of an attempt whose worker vanished: a failure the orchestrator finishes (no attempt left)."""
-        claim = Claim(message, view["workflow_step_uuid"], view["attempts"], dict(view))
+        # fenced by the lost worker's claim token: if anything moved the step meanwhile, this report loses
+        claim = Claim(message, view["workflow_step_uuid"], view["attempts"], dict(view), token=view["claim_token"])
         failure = StepResult.failed(
             "the worker running this step stopped before it finished (its lease ran out), and the step has no "
             "attempt left",
@@ -289,20 +346,54 @@ class Worker:
             ):
                 execution = await self._execute(claim)
             self._observe(namespace, execution)
-            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            await self._completions.put((queue, claim, execution, done))
-            await done
+            await self._retrying(claim, "storing its result", functools.partial(self._submit, queue, claim, execution))
             self.steps_done += 1
         except Exception:
             log.exception(
-                "step %s: storing its result failed; the lease will expire and it will run again",
+                "step %s: gave up storing its result before its lease ran out; the step will run again",
                 claim.step_uuid,
                 extra={"step_uuid": claim.step_uuid, "task_uuid": claim.row.get("task_uuid")},
             )
         finally:
             STEPS_ACTIVE.dec()
+            self.leases.release(claim.step_uuid)
             self.running.pop(claim.step_uuid, None)
             self._slot_freed.set()
+
+    async def _retrying(self, claim: Claim, what: str, operation: Callable[[], Awaitable[T]]) -> T:
+        """``operation()`` until it succeeds, with backoff, while this worker holds the step's lease (renewed
+        meanwhile: the claim stays held), for at most one lease period; re-raises the last error after that.
+
+        The work is done: losing it to one dropped connection would run the handler again a lease later, and on the
+        step's last attempt turn a success into ``worker_lost``.
+        """
+        delay, maximum = self.config.store_retry_seconds
+        give_up_at = time.monotonic() + self.config.lease_seconds
+        margin = min(1.0, self.config.lease_seconds / 10)
+        while True:
+            try:
+                return await operation()
+            except Exception as exc:
+                lease_ends = claim.lease.deadline if claim.lease is not None else give_up_at
+                if time.monotonic() + delay >= min(lease_ends, give_up_at) - margin:
+                    raise
+                log.warning(
+                    "step %s: %s failed (%s: %s); retrying in %.1f s",
+                    claim.step_uuid,
+                    what,
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                    extra={"step_uuid": claim.step_uuid, "task_uuid": claim.row.get("task_uuid")},
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, maximum)
+
+    async def _submit(self, queue: str, claim: Claim, execution: Execution) -> None:
+        """Hand the result to the completer (which stores results in batches) and wait until it is stored."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        await self._completions.put((queue, claim, execution, done))
+        await done
 
     @staticmethod
     def _observe(namespace: str, execution: Execution) -> None:
@@ -334,21 +425,35 @@ class Worker:
             batch = [await self._completions.get()]
             while not self._completions.empty() and len(batch) < 200:
                 batch.append(self._completions.get_nowait())
-            try:
-                await self._store_many([(queue, claim, execution) for queue, claim, execution, _ in batch])
-            except Exception as exc:
-                for *_, done in batch:
-                    if not done.done():
-                        done.set_exception(exc)
-                continue
+            await self._store_batch(batch)
+
+    async def _store_batch(self, batch: list[tuple[str, Claim, Execution, asyncio.Future[None]]]) -> None:
+        """Store a batch and settle each waiter. When the batch fails for a reason other than the connection, its
+        results are stored one by one, so that one bad result does not fail the others with it."""
+        try:
+            await self._store_many([(queue, claim, execution) for queue, claim, execution, _ in batch])
+        except Exception as exc:
+            if len(batch) > 1 and not isinstance(exc, psycopg.OperationalError):
+                for item in batch:
+                    await self._store_batch([item])
+                return
             for *_, done in batch:
                 if not done.done():
-                    done.set_result(None)
+                    done.set_exception(exc)
+            return
+        for *_, done in batch:
+            if not done.done():
+                done.set_result(None)
+
+    async def _template(self, named_task_uuid: UUID) -> Any:
+        async with self.pool.connection() as conn:
+            return await self.templates.get(conn, named_task_uuid)
 
     async def _execute(self, claim: Claim) -> Execution:
         row = claim.row
-        async with self.pool.connection() as conn:
-            template = await self.templates.get(conn, row["named_task_uuid"])
+        template = await self._retrying(
+            claim, "loading its template", functools.partial(self._template, row["named_task_uuid"])
+        )
         definition = template.step(row["template_step_name"])
         context = StepContext(
             task_uuid=row["task_uuid"],
@@ -373,32 +478,28 @@ class Worker:
             batch_id = context.batch_inputs.batch_id
             return Execution(StepResult.ok({**worker_result(0, batch_id=batch_id), "no_op": True}), 0)
         timeout = definition.timeout_seconds or self.config.default_timeout_seconds
+        callable_name, method = definition.handler.callable, definition.handler.method
         claim.context = context
-        claim.handler_is_async = self._is_async(definition.handler.callable, definition.handler.method)
+        claim.handler_is_async = is_async_handler(self.registry, callable_name, method, self._allowed)
         claim.handler = asyncio.ensure_future(
             execute(
                 self.registry,
-                definition.handler.callable,
-                definition.handler.method,
+                callable_name,
+                method,
                 context,
                 timeout_seconds=timeout,
                 pool=self._threads,
+                allowed_modules=self._allowed,
             )
         )
         return await claim.handler
 
-    def _is_async(self, callable_name: str, method: str | None) -> bool:
-        """Whether the handler runs on the loop (then cancelling its task stops it) rather than in a thread."""
-        try:
-            entry = getattr(self.registry.resolve(callable_name), method or "call", None)
-        except Exception:  # the executor reports a missing handler as a permanent failure
-            return False
-        return inspect.iscoroutinefunction(entry)
-
     async def _save_checkpoint(self, claim: Claim, checkpoint: dict[str, Any]) -> dict[str, Any] | None:
-        """A running handler's checkpoint, stored only while this attempt still holds the step."""
+        """A running handler's checkpoint, stored only while this claim still holds the step."""
+        if claim.token is None:
+            return None
         async with self.pool.connection() as conn:
-            return await step_checkpoint_save(conn, claim.step_uuid, claim.attempts, checkpoint)
+            return await step_checkpoint_save_claimed(conn, claim.step_uuid, claim.attempts, claim.token, checkpoint)
 
     def _result_change(self, claim: Claim, execution: Execution) -> StepChange:
         result: StepResult = execution.result
@@ -410,11 +511,14 @@ class Worker:
             completed_at=datetime.now(UTC).isoformat(),
         )
         event = StepEvent.ENQUEUE_FOR_ORCHESTRATION if result.success else StepEvent.ENQUEUE_AS_ERROR_FOR_ORCHESTRATION
+        metadata: dict[str, Any] = {"worker_uuid": self.worker_uuid, "correlation_id": correlation_id}
+        if claim.token is not None:  # the fence (checked, not written) and the trail (written)
+            metadata |= {"expected_claim_token": claim.token, "claim_token": claim.token}
         return StepChange(
             claim.step_uuid,
             StepState.IN_PROGRESS,
             [event],
-            {"worker_uuid": self.worker_uuid, "correlation_id": correlation_id},
+            metadata,
             expected_attempts=claim.attempts,
             results=stored,
             audit=StepAudit(result.success, self.worker_uuid, correlation_id, execution.execution_time_ms),
@@ -423,8 +527,9 @@ class Worker:
     async def _store_many(self, finished: list[tuple[str, Claim, Execution]]) -> None:
         """Store results with their audit rows, tell the orchestrator and delete the step messages: one commit.
 
-        A result whose step moved on (cancelled, or taken over after our lease ran out) is not applied, and its
-        message is left alone: it now belongs to whoever holds the step.
+        A result whose step moved on (cancelled, taken over after our lease ran out, or claimed again after a
+        database crash rolled our claim back) is not applied, and its message is left alone: it now belongs to
+        whoever holds the step.
         """
         changes = [self._result_change(claim, execution) for _, claim, execution in finished]
         held = [HeldMessage(claim.step_uuid, queue, claim.message.msg_id) for queue, claim, _ in finished]
@@ -440,35 +545,17 @@ class Worker:
 
     async def _record_late(self, conn: Connection, late: list[tuple[str, Claim, StepChange]]) -> None:
         """Results whose step moved on are recorded in the audit trail, not applied; the messages of steps that are
-        final (cancelled, finished by an operator) are acknowledged, those taken over by another worker are not."""
-        audits = [(claim.step_uuid, change.audit) for _, claim, change in late if change.audit is not None]
-        final = await step_result_late_record_many(conn, audits)
+        final (cancelled, finished by an operator) are acknowledged, those taken over by another worker are not.
+        A result that an earlier try of this store did commit is simply done."""
+        results = [LateResult(claim.step_uuid, change.audit, claim.token) for _, claim, change in late if change.audit]
+        recorded = await step_result_late_record_many(conn, results)
         for queue, claim, _ in late:
+            if claim.step_uuid in recorded.already_stored:
+                continue
             log.warning(
                 "step %s: late result recorded but not applied (the step moved on)",
                 claim.step_uuid,
                 extra={"step_uuid": claim.step_uuid, "task_uuid": claim.row.get("task_uuid")},
             )
-            if claim.step_uuid in final:
+            if claim.step_uuid in recorded.final:
                 await self.transport.ack_many(conn, queue, [claim.message.msg_id])
-
-    async def _renew_leases(self) -> None:
-        """Every third of a lease, push back the visibility timeout of every running step's message."""
-        interval = max(self.config.lease_seconds / 3, 0.2)
-        while True:
-            await asyncio.sleep(interval)
-            by_queue: dict[str, list[int]] = {}
-            for claim in list(self.running.values()):
-                by_queue.setdefault(claim.message.queue, []).append(claim.message.msg_id)
-            if not by_queue:
-                continue
-            started = time.perf_counter()
-            try:
-                async with self.pool.connection() as conn:
-                    for queue, ids in by_queue.items():
-                        await self.transport.extend_many(conn, queue, ids, seconds=self.config.lease_seconds)
-            except Exception:
-                log.exception("renewing leases failed")
-            log.debug(
-                "renewed %d leases in %.1f ms", sum(map(len, by_queue.values())), (time.perf_counter() - started) * 1000
-            )

@@ -20,9 +20,10 @@ LEFT JOIN tasker.workflow_step_transitions st ON st.workflow_step_uuid = s.workf
 
 -- name: step_claim_view_many
 -- What a worker needs to decide about redelivered messages: each step's current state, attempts used and
--- allowed, and its task's ids (to report a lost attempt when none is left).
+-- allowed, the token of the claim that holds it, and its task's ids (to report a lost attempt when none is left).
 SELECT s.workflow_step_uuid, COALESCE(st.to_state, 'pending') AS state, COALESCE(s.attempts, 0) AS attempts,
-       COALESCE(s.max_attempts, 3) AS max_attempts, s.retryable, s.task_uuid, t.correlation_id
+       COALESCE(s.max_attempts, 3) AS max_attempts, s.retryable, s.task_uuid, t.correlation_id,
+       st.metadata ->> 'claim_token' AS claim_token
 FROM unnest(%(step_uuids)s::uuid[]) AS i(step_uuid)
 JOIN tasker.workflow_steps s ON s.workflow_step_uuid = i.step_uuid
 JOIN tasker.tasks t ON t.task_uuid = s.task_uuid
@@ -32,7 +33,8 @@ LEFT JOIN tasker.workflow_step_transitions st ON st.workflow_step_uuid = s.workf
 -- Claim steps for a worker and return everything their handlers see, in one statement and one commit: the
 -- compare-and-swap (enqueued → in_progress, or a lease takeover), then each claimed step's task context and names,
 -- inputs, checkpoint and counters, and the stored results of all its ancestors (name → results). Steps whose
--- claim loses return no row. `attempts` comes from the claim itself (this statement's snapshot predates it).
+-- claim loses return no row. `attempts` comes from the claim itself (this statement's snapshot predates it). Each
+-- claim's metadata carries its fresh `claim_token`: the result and checkpoints of this claim name it (migration 0010).
 WITH claimed AS (
     SELECT * FROM tasker.step_transition_many(
         %(step_uuids)s::uuid[], %(from_states)s::text[], %(paths)s::jsonb[], %(metadata)s::jsonb[],
@@ -61,7 +63,8 @@ JOIN tasker.task_namespaces ns ON ns.task_namespace_uuid = nt.task_namespace_uui
 -- orchestration or enqueued_as_error_for_orchestration, with the results and an audit row), one message per stored
 -- result to the orchestration queue (plus its wake-up), and the deletion of the stored steps' own messages. A
 -- result that loses (the step was cancelled, or taken over after its lease ran out) is neither announced nor
--- acknowledged: its message now belongs to whoever holds the step.
+-- acknowledged: its message now belongs to whoever holds the step. Each result names its claim's token
+-- (`expected_claim_token`), so a claim rolled back by a database crash and re-issued cannot be completed twice.
 WITH stored AS (
     SELECT * FROM tasker.step_transition_many(
         %(step_uuids)s::uuid[], %(from_states)s::text[], %(paths)s::jsonb[], %(metadata)s::jsonb[],
@@ -107,15 +110,32 @@ SELECT * FROM tasker.get_step_readiness_status_batch(%(task_uuids)s::uuid[]);
 -- Results that arrived after their step moved on to a final state (cancelled, or finished by an operator): they
 -- are not applied, but each leaves an audit row on the step's current transition, so the run is on record. Returns
 -- the steps in such a final state (their messages can be acknowledged); steps still in progress under another
--- attempt (a lease takeover) are not returned, their message belongs to the new holder.
-WITH late AS (
+-- attempt (a lease takeover) are not returned, their message belongs to the new holder. A result that this very
+-- claim already stored (a retried store whose first try committed but whose answer was lost with the connection)
+-- is not late: it is returned with `already_stored`, and recorded nowhere a second time.
+WITH input AS (
+    SELECT *
+    FROM unnest(%(step_uuids)s::uuid[], %(success)s::bool[], %(worker_uuids)s::uuid[], %(correlation_ids)s::uuid[],
+                %(execution_ms)s::bigint[], %(claim_tokens)s::text[])
+         AS i(step_uuid, success, worker_uuid, correlation_id, execution_ms, claim_token)
+),
+ours AS (
+    SELECT i.step_uuid
+    FROM input i
+    WHERE i.claim_token IS NOT NULL
+      AND EXISTS (SELECT 1 FROM tasker.workflow_step_transitions x
+                  WHERE x.workflow_step_uuid = i.step_uuid
+                    AND x.to_state IN ('enqueued_for_orchestration', 'enqueued_as_error_for_orchestration')
+                    AND x.metadata ->> 'claim_token' = i.claim_token)
+),
+late AS (
     SELECT i.step_uuid, i.success, i.worker_uuid, i.correlation_id, i.execution_ms, s.task_uuid,
            st.workflow_step_transition_uuid
-    FROM unnest(%(step_uuids)s::uuid[], %(success)s::bool[], %(worker_uuids)s::uuid[], %(correlation_ids)s::uuid[],
-                %(execution_ms)s::bigint[]) AS i(step_uuid, success, worker_uuid, correlation_id, execution_ms)
+    FROM input i
     JOIN tasker.workflow_steps s ON s.workflow_step_uuid = i.step_uuid
     JOIN tasker.workflow_step_transitions st ON st.workflow_step_uuid = i.step_uuid AND st.most_recent
     WHERE st.to_state IN ('cancelled', 'complete', 'resolved_manually', 'error')
+      AND NOT EXISTS (SELECT 1 FROM ours o WHERE o.step_uuid = i.step_uuid)
 ),
 recorded AS (
     INSERT INTO tasker.workflow_step_result_audit (workflow_step_uuid, workflow_step_transition_uuid, task_uuid,
@@ -125,5 +145,32 @@ recorded AS (
     ON CONFLICT (workflow_step_uuid, workflow_step_transition_uuid) DO NOTHING
     RETURNING workflow_step_uuid
 )
-SELECT l.step_uuid AS workflow_step_uuid, (SELECT count(*) FROM recorded) AS recorded
-FROM late l;
+SELECT l.step_uuid AS workflow_step_uuid, false AS already_stored, (SELECT count(*) FROM recorded) AS recorded
+FROM late l
+UNION ALL
+SELECT o.step_uuid, true, 0 FROM ours o;
+
+-- name: step_checkpoint_save_claimed
+-- A running handler's checkpoint: cursor, items processed and accumulated results, stamped, with the history of
+-- earlier checkpoints appended. No state change: the step stays 'in_progress'. Only the claim that holds the step
+-- may write: current state in_progress, written by the claim with this token (migration 0010), and the attempt
+-- count that claim saw; so neither a worker whose lease ran out nor one whose claim a database crash rolled back
+-- can overwrite its successor's progress. Returns the stored checkpoint, or no row.
+UPDATE tasker.workflow_steps s
+SET checkpoint = %(checkpoint)s::jsonb
+        || jsonb_build_object(
+               'timestamp', to_jsonb(timezone('utc', now())),
+               'attempt', COALESCE(s.attempts, 0),
+               'history', COALESCE(s.checkpoint -> 'history', '[]'::jsonb)
+                   || jsonb_build_array(jsonb_build_object(
+                          'cursor', %(checkpoint)s::jsonb -> 'cursor',
+                          'items_processed', %(checkpoint)s::jsonb -> 'items_processed',
+                          'attempt', COALESCE(s.attempts, 0),
+                          'timestamp', to_jsonb(timezone('utc', now()))))),
+    updated_at = timezone('utc', now())
+WHERE s.workflow_step_uuid = %(step_uuid)s
+  AND COALESCE(s.attempts, 0) = %(attempts)s
+  AND EXISTS (SELECT 1 FROM tasker.workflow_step_transitions t
+              WHERE t.workflow_step_uuid = s.workflow_step_uuid AND t.most_recent AND t.to_state = 'in_progress'
+                AND t.metadata ->> 'claim_token' = %(claim_token)s)
+RETURNING s.checkpoint;
