@@ -14,6 +14,7 @@ from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
 from fastapi import Depends, FastAPI, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
 from starlette.routing import Match
@@ -23,6 +24,7 @@ from tasker.api import dlq as dlq_routes
 from tasker.api import errors
 from tasker.api.auth import require
 from tasker.api.errors import ApiError
+from tasker.api.limits import BodyLimit
 from tasker.api.metrics import ApiMetrics
 from tasker.config import Settings
 from tasker.errors import ConfigurationError
@@ -70,6 +72,7 @@ def create_app(settings: Settings, *, database_url: str | None = None) -> FastAP
     app.state.transport = PgmqTransport()
     metrics = ApiMetrics()
     errors.install(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)  # inside count_requests: 413s are counted
 
     @app.middleware("http")
     async def count_requests(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -91,12 +94,7 @@ def create_app(settings: Settings, *, database_url: str | None = None) -> FastAP
             yield conn
 
     async def body_of(request: Request, model: type[M]) -> M:
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > settings.api_max_body_bytes:
-            raise ApiError(413, "PAYLOAD_TOO_LARGE", f"request body over {settings.api_max_body_bytes} bytes")
-        raw = await request.body()
-        if len(raw) > settings.api_max_body_bytes:
-            raise ApiError(413, "PAYLOAD_TOO_LARGE", f"request body over {settings.api_max_body_bytes} bytes")
+        raw = await request.body()  # BodyLimit answers 413 while it streams in
         if not raw.strip():
             raise ApiError(400, "BAD_REQUEST", "request body is empty: send a JSON object")
         return model.model_validate_json(raw)
@@ -272,14 +270,14 @@ def create_app(settings: Settings, *, database_url: str | None = None) -> FastAP
         tags=["templates"],
     )
     async def validate_template(request: Request) -> wire.TemplateValidateResponse:
+        """An invalid template is a normal answer (``valid: false``); one over the loader's limits (alias bombs,
+        deep nesting) is a 400. Parsing runs in a worker thread so a large template does not stall other requests."""
         if request.headers.get("content-type", "").split(";")[0].strip() in {"application/yaml", "text/yaml"}:
             raw = await request.body()
-            if len(raw) > settings.api_max_body_bytes:
-                raise ApiError(413, "PAYLOAD_TOO_LARGE", f"request body over {settings.api_max_body_bytes} bytes")
             body = wire.TemplateValidateRequest(yaml=raw.decode("utf-8", errors="replace"))
         else:
             body = await body_of(request, wire.TemplateValidateRequest)
-        return operations.validate_template(body)
+        return await run_in_threadpool(operations.validate_template, body)
 
     @app.get(
         "/v1/templates/{namespace}/{name}/{version}",
