@@ -49,6 +49,10 @@ class TemplateError(TaskerError):
     code = "BAD_REQUEST"
 
 
+class TemplateLimitError(TemplateError):
+    """The template text is too large, nests too deep or its aliases expand too far to be loaded safely."""
+
+
 class TemplateNotFoundError(NotFoundError):
     """No task template is registered under that namespace, name and version."""
 

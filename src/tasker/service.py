@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from tasker.engine.operator import cancel_task, retry_failed_steps, step_action
 from tasker.engine.task_requests import create_task
-from tasker.errors import NotFoundError, TemplateError
+from tasker.errors import NotFoundError, TemplateError, TemplateLimitError
 from tasker.messaging.transport import Transport
 from tasker.model import wire
 from tasker.model.requests import TaskRequest
@@ -221,6 +221,8 @@ def validate_template(body: wire.TemplateValidateRequest) -> wire.TemplateValida
             parsed = TaskTemplate.model_validate(body.template, context={"source": "request body"})
         else:
             return wire.TemplateValidateResponse(valid=False, errors=["give the template as `yaml` or `template`"])
+    except TemplateLimitError:
+        raise  # not a verdict on the template: the text was refused unread (alias bomb, deep nesting, size)
     except TemplateError as exc:
         return wire.TemplateValidateResponse(valid=False, errors=[exc.message])
     except ValidationError as exc:

@@ -14,6 +14,7 @@ from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
 from fastapi import Depends, FastAPI, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
 from starlette.routing import Match
@@ -21,8 +22,9 @@ from starlette.routing import Match
 from tasker import service as operations
 from tasker.api import dlq as dlq_routes
 from tasker.api import errors
-from tasker.api.auth import require
+from tasker.api.auth import may, require
 from tasker.api.errors import ApiError
+from tasker.api.limits import BodyLimit
 from tasker.api.metrics import ApiMetrics
 from tasker.config import Settings
 from tasker.errors import ConfigurationError
@@ -70,6 +72,7 @@ def create_app(settings: Settings, *, database_url: str | None = None) -> FastAP
     app.state.transport = PgmqTransport()
     metrics = ApiMetrics()
     errors.install(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)  # inside count_requests: 413s are counted
 
     @app.middleware("http")
     async def count_requests(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -91,15 +94,19 @@ def create_app(settings: Settings, *, database_url: str | None = None) -> FastAP
             yield conn
 
     async def body_of(request: Request, model: type[M]) -> M:
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > settings.api_max_body_bytes:
-            raise ApiError(413, "PAYLOAD_TOO_LARGE", f"request body over {settings.api_max_body_bytes} bytes")
-        raw = await request.body()
-        if len(raw) > settings.api_max_body_bytes:
-            raise ApiError(413, "PAYLOAD_TOO_LARGE", f"request body over {settings.api_max_body_bytes} bytes")
+        raw = await request.body()  # BodyLimit answers 413 while it streams in
         if not raw.strip():
             raise ApiError(400, "BAD_REQUEST", "request body is empty: send a JSON object")
         return model.model_validate_json(raw)
+
+    def shown(request: Request, task: wire.TaskResponse) -> wire.TaskResponse:
+        """What the caller may see of a task: the context needs tasks:context_read, step results steps:read."""
+        update: dict[str, Any] = {}
+        if not may(request, "tasks:context_read"):
+            update["context"] = None
+        if task.steps and not may(request, "steps:read"):
+            update["steps"] = [step.model_copy(update={"results": None}) for step in task.steps]
+        return task.model_copy(update=update) if update else task
 
     async def check_backpressure(conn: Connection, namespace: str) -> None:
         threshold = settings.backpressure_queue_depth
@@ -135,7 +142,8 @@ def create_app(settings: Settings, *, database_url: str | None = None) -> FastAP
         task_request = await body_of(request, TaskRequest)
         async with db(request) as conn:
             await check_backpressure(conn, task_request.namespace)
-            return await operations.create(conn, request.app.state.transport, task_request, env=settings.env)
+            created = await operations.create(conn, request.app.state.transport, task_request, env=settings.env)
+        return shown(request, created)
 
     @app.get(
         "/v1/tasks",
@@ -163,7 +171,8 @@ def create_app(settings: Settings, *, database_url: str | None = None) -> FastAP
             source_system=source_system,
         )
         async with db(request) as conn:
-            return await operations.list_tasks(conn, where, page=page, per_page=per_page)
+            found = await operations.list_tasks(conn, where, page=page, per_page=per_page)
+        return found.model_copy(update={"tasks": [shown(request, task) for task in found.tasks]})
 
     @app.get(
         "/v1/tasks/{task_uuid}",
@@ -173,7 +182,7 @@ def create_app(settings: Settings, *, database_url: str | None = None) -> FastAP
     )
     async def get_task(request: Request, task_uuid: UUID) -> wire.TaskResponse:
         async with db(request) as conn:
-            return await operations.get_task(conn, task_uuid)
+            return shown(request, await operations.get_task(conn, task_uuid))
 
     @app.delete(
         "/v1/tasks/{task_uuid}",
@@ -183,17 +192,19 @@ def create_app(settings: Settings, *, database_url: str | None = None) -> FastAP
     )
     async def cancel_task(request: Request, task_uuid: UUID) -> wire.TaskResponse:
         async with db(request) as conn:
-            return await operations.cancel(conn, task_uuid)
+            return shown(request, await operations.cancel(conn, task_uuid))
 
     @app.get(
         "/v1/tasks/{task_uuid}/summary",
         response_model=wire.TaskSummaryResponse,
-        dependencies=[Depends(require("tasks:read"))],
+        dependencies=[Depends(require("tasks:read")), Depends(require("steps:read"))],
         tags=["tasks"],
     )
     async def task_summary(request: Request, task_uuid: UUID) -> wire.TaskSummaryResponse:
+        """The task with its steps and their results, so it needs steps:read as well as tasks:read."""
         async with db(request) as conn:
-            return await operations.summary(conn, task_uuid)
+            summary = await operations.summary(conn, task_uuid)
+        return summary.model_copy(update={"task": shown(request, summary.task)})
 
     # --- steps -----------------------------------------------------------------------------------------------
 
@@ -226,7 +237,7 @@ def create_app(settings: Settings, *, database_url: str | None = None) -> FastAP
     async def retry_failed(request: Request, task_uuid: UUID) -> wire.TaskResponse:
         """Reset every failed step of the task for retry; the task resumes (an extension of tasker-core's API)."""
         async with db(request) as conn:
-            return await operations.retry_failed(conn, request.app.state.transport, task_uuid)
+            return shown(request, await operations.retry_failed(conn, request.app.state.transport, task_uuid))
 
     @app.patch(
         "/v1/tasks/{task_uuid}/workflow_steps/{step_uuid}",
@@ -272,14 +283,14 @@ def create_app(settings: Settings, *, database_url: str | None = None) -> FastAP
         tags=["templates"],
     )
     async def validate_template(request: Request) -> wire.TemplateValidateResponse:
+        """An invalid template is a normal answer (``valid: false``); one over the loader's limits (alias bombs,
+        deep nesting) is a 400. Parsing runs in a worker thread so a large template does not stall other requests."""
         if request.headers.get("content-type", "").split(";")[0].strip() in {"application/yaml", "text/yaml"}:
             raw = await request.body()
-            if len(raw) > settings.api_max_body_bytes:
-                raise ApiError(413, "PAYLOAD_TOO_LARGE", f"request body over {settings.api_max_body_bytes} bytes")
             body = wire.TemplateValidateRequest(yaml=raw.decode("utf-8", errors="replace"))
         else:
             body = await body_of(request, wire.TemplateValidateRequest)
-        return operations.validate_template(body)
+        return await run_in_threadpool(operations.validate_template, body)
 
     @app.get(
         "/v1/templates/{namespace}/{name}/{version}",

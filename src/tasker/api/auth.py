@@ -6,7 +6,7 @@ Off by default: every check passes. Keys and tokens are never logged nor echoed 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 
 import jwt
 from fastapi import Request
@@ -80,15 +80,39 @@ def permissions_of(settings: Settings, request: Request) -> list[str]:
     raise _unauthorized(f"credentials required: send an API key in {settings.api_key_header} or a bearer token")
 
 
-def require(permission: str) -> Callable[[Request], Awaitable[None]]:
-    """A route dependency: 401 without valid credentials, 403 without the permission (auth off: passes)."""
+class Requirement:
+    """A route dependency: 401 without valid credentials, 403 without ``permission`` (auth off: passes).
 
-    async def check(request: Request) -> None:
+    The caller's permissions are kept on ``request.state`` for :func:`may`, which decides what a response shows;
+    ``permission`` is also read by the OpenAPI document to declare the 401 and 403 answers.
+    """
+
+    def __init__(self, permission: str) -> None:
+        self.permission = permission
+
+    async def __call__(self, request: Request) -> None:
         settings: Settings = request.app.state.settings
         if not settings.auth_enabled:
             return
-        held = permissions_of(settings, request)
-        if not grants(held, permission):
-            raise ApiError(403, "FORBIDDEN", f"missing permission {permission}")
+        held: list[str] | None = getattr(request.state, "permissions", None)
+        if held is None:
+            held = permissions_of(settings, request)
+            request.state.permissions = held
+        if not grants(held, self.permission):
+            raise ApiError(403, "FORBIDDEN", f"missing permission {self.permission}")
 
-    return check
+
+def require(permission: str) -> Requirement:
+    return Requirement(permission)
+
+
+def may(request: Request, permission: str) -> bool:
+    """Whether the authenticated caller holds ``permission``, for parts of a response (auth off: always).
+
+    Only for routes guarded by :func:`require`, which authenticated the caller; unauthenticated callers may nothing.
+    """
+    settings: Settings = request.app.state.settings
+    if not settings.auth_enabled:
+        return True
+    held: list[str] | None = getattr(request.state, "permissions", None)
+    return held is not None and grants(held, permission)

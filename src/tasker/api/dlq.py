@@ -9,12 +9,24 @@ from uuid import UUID
 
 from fastapi import Depends, FastAPI, Query, Request
 
-from tasker.api.auth import require
+from tasker.api.auth import may, require
 from tasker.model import wire
 from tasker.store import dlq
 from tasker.store.db import Connection
 
 Db = Callable[[Request], AbstractAsyncContextManager[Connection]]
+
+
+def _shown(request: Request, entry: dict[str, Any]) -> dict[str, Any]:
+    """The snapshot's copy of the task row holds its context, which needs tasks:context_read like the task routes."""
+    snapshot = entry.get("task_snapshot")
+    if (
+        may(request, "tasks:context_read")
+        or not isinstance(snapshot, dict)
+        or not isinstance(snapshot.get("task"), dict)
+    ):
+        return entry
+    return {**entry, "task_snapshot": {**snapshot, "task": {**snapshot["task"], "context": None}}}
 
 
 def register(app: FastAPI, db: Db, body_of: Callable[[Request, type[wire.DlqEntryUpdate]], Awaitable[Any]]) -> None:
@@ -32,17 +44,19 @@ def register(app: FastAPI, db: Db, body_of: Callable[[Request, type[wire.DlqEntr
             page = await dlq.dlq_list(
                 conn, resolution_status=resolution_status, dlq_reason=dlq_reason, limit=limit, offset=offset
             )
-        return {"entries": page.entries, "total": page.total, "limit": page.limit, "offset": page.offset}
+        entries = [_shown(request, entry) for entry in page.entries]
+        return {"entries": entries, "total": page.total, "limit": page.limit, "offset": page.offset}
 
     @app.get("/v1/dlq/task/{task_uuid}", tags=["dlq"], dependencies=[Depends(require("dlq:read"))])
     async def entries_of_task(request: Request, task_uuid: UUID) -> dict[str, Any]:
         async with db(request) as conn:
-            return {"task_uuid": task_uuid, "entries": await dlq.dlq_entries_for_task(conn, task_uuid)}
+            entries = await dlq.dlq_entries_for_task(conn, task_uuid)
+        return {"task_uuid": task_uuid, "entries": [_shown(request, entry) for entry in entries]}
 
     @app.get("/v1/dlq/entry/{dlq_entry_uuid}", tags=["dlq"], dependencies=[Depends(require("dlq:read"))])
     async def get_entry(request: Request, dlq_entry_uuid: UUID) -> dict[str, Any]:
         async with db(request) as conn:
-            return await dlq.dlq_get(conn, dlq_entry_uuid)
+            return _shown(request, await dlq.dlq_get(conn, dlq_entry_uuid))
 
     @app.patch(
         "/v1/dlq/entry/{dlq_entry_uuid}",
@@ -58,7 +72,7 @@ def register(app: FastAPI, db: Db, body_of: Callable[[Request, type[wire.DlqEntr
     async def update_entry(request: Request, dlq_entry_uuid: UUID) -> dict[str, Any]:
         update: wire.DlqEntryUpdate = await body_of(request, wire.DlqEntryUpdate)
         async with db(request) as conn, conn.transaction():
-            return await dlq.dlq_update(
+            updated = await dlq.dlq_update(
                 conn,
                 dlq_entry_uuid,
                 resolution_status=update.resolution_status,
@@ -66,6 +80,7 @@ def register(app: FastAPI, db: Db, body_of: Callable[[Request, type[wire.DlqEntr
                 resolved_by=update.resolved_by,
                 metadata=update.metadata,
             )
+        return _shown(request, updated)
 
     @app.get("/v1/dlq/stats", tags=["dlq"], dependencies=[Depends(require("dlq:stats"))])
     async def stats(request: Request) -> dict[str, Any]:

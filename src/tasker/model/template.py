@@ -12,7 +12,7 @@ import datetime as dt
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, Literal, Protocol, Self
 
 import yaml
 from pydantic import (
@@ -27,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from tasker.errors import TemplateError
+from tasker.errors import TemplateError, TemplateLimitError
 
 Resolver = Literal["explicit_mapping", "class_lookup", "class_constant"]
 StepType = Literal["standard", "decision", "deferred_convergence", "batchable", "batch_worker"]
@@ -446,15 +446,135 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def load_template_text(text: str, source: str = DEFAULT_SOURCE) -> TaskTemplate:
-    """Parse and validate one YAML (or JSON) template; ``source`` names it in error messages."""
+# Loading is bounded because template text comes from API callers: without limits a 400-byte alias bomb expands to
+# billions of nodes (minutes of CPU, gigabytes of memory) and 1000 ``[`` exhaust Python's recursion limit.
+MAX_TEMPLATE_CHARS = 1_000_000
+MAX_TEMPLATE_DEPTH = 100
+MAX_TEMPLATE_ALIAS_EXPANSION = 100_000
+
+
+class _Position(Protocol):
+    """A PyYAML mark (pure-Python or libyaml): where in the text a node or an event starts."""
+
+    line: int
+    column: int
+
+
+class _Refused(Exception):
+    """A limit was passed while reading YAML; :func:`load_template_text` names the source and the position."""
+
+    def __init__(self, problem: str, mark: _Position | None) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.mark = mark
+
+
+def _too_deep(mark: _Position | None) -> _Refused:
+    return _Refused(f"nesting deeper than {MAX_TEMPLATE_DEPTH} levels", mark)
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, counting while it composes: the composer recurses once per nesting level, so the depth
+    is refused here, before Python's recursion limit; the node count sets the budget aliases may add."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.depth = 0
+        self.node_count = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        self.depth += 1
+        try:
+            if self.depth > MAX_TEMPLATE_DEPTH:
+                event: yaml.Event = self.peek_event()  # type: ignore[no-untyped-call]  # untyped in the stubs
+                raise _too_deep(event.start_mark)
+            self.node_count += 1
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+class _Expansion:
+    """Measures the composed graph as the tree it would construct, without building it.
+
+    Aliases make the graph a DAG whose expanded size can be exponential in the text; each node is measured once
+    (memoised), so the walk is linear in the composed nodes and stops at the first limit passed: expanded nodes
+    beyond the document's own plus :data:`MAX_TEMPLATE_ALIAS_EXPANSION`, expanded depth beyond
+    :data:`MAX_TEMPLATE_DEPTH`, or an alias inside the node it names (a recursive structure).
+    """
+
+    def __init__(self, own_nodes: int) -> None:
+        self.budget = own_nodes + MAX_TEMPLATE_ALIAS_EXPANSION
+        self.measured: dict[int, tuple[int, int]] = {}  # id(node) -> (expanded size, height)
+        self.open: set[int] = set()
+
+    def measure(self, node: yaml.Node, depth: int = 1) -> tuple[int, int]:
+        if depth > MAX_TEMPLATE_DEPTH:
+            raise _too_deep(node.start_mark)
+        key = id(node)
+        known = self.measured.get(key)
+        if known is not None:
+            if depth - 1 + known[1] > MAX_TEMPLATE_DEPTH:
+                raise _too_deep(node.start_mark)
+            return known
+        if key in self.open:
+            raise _Refused("recursive alias: an alias refers to a node that contains it", node.start_mark)
+        self.open.add(key)
+        size, height = 1, 1
+        for child in _child_nodes(node):
+            child_size, child_height = self.measure(child, depth + 1)
+            size += child_size
+            height = max(height, child_height + 1)
+            if size > self.budget:
+                raise _Refused(
+                    f"aliases expand the document by more than {MAX_TEMPLATE_ALIAS_EXPANSION} nodes (an alias bomb?)",
+                    node.start_mark,
+                )
+        self.open.discard(key)
+        self.measured[key] = (size, height)
+        return size, height
+
+
+def _child_nodes(node: yaml.Node) -> Iterator[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        yield from node.value
+    elif isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            yield key
+            yield value
+
+
+def _parse_bounded(text: str) -> Any:
+    """``yaml.safe_load`` with the limits above; raises :class:`_Refused` or :class:`yaml.YAMLError`."""
+    if len(text) > MAX_TEMPLATE_CHARS:
+        raise _Refused(f"the text is {len(text)} characters, over the limit of {MAX_TEMPLATE_CHARS}", None)
+    loader = _BoundedLoader(text)
     try:
-        data = yaml.safe_load(text)
+        root = loader.get_single_node()
+        if root is None:
+            return None
+        _Expansion(loader.node_count).measure(root)
+        return loader.construct_document(root)
+    finally:
+        loader.dispose()
+
+
+def _position(mark: _Position | None) -> str:
+    return f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+
+
+def load_template_text(text: str, source: str = DEFAULT_SOURCE) -> TaskTemplate:
+    """Parse and validate one YAML (or JSON) template; ``source`` names it in error messages.
+
+    Texts over the size, nesting or alias-expansion limits raise :class:`~tasker.errors.TemplateLimitError`.
+    """
+    try:
+        data = _parse_bounded(text)
+    except _Refused as exc:
+        raise TemplateLimitError(f"{source}: {_position(exc.mark)}template refused: {exc.problem}") from None
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        position = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        problem = exc.problem or exc.context or "cannot parse"
-        raise TemplateError(f"{source}: {position}invalid YAML: {problem}") from None
+        where = _position(exc.problem_mark or exc.context_mark)
+        raise TemplateError(f"{source}: {where}invalid YAML: {exc.problem or exc.context or 'cannot parse'}") from None
     except yaml.YAMLError as exc:
         raise TemplateError(f"{source}: invalid YAML: {exc}") from None
     return _validate(_plain(data), source)

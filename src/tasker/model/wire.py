@@ -79,7 +79,9 @@ class TaskResponse(_Body):
     created_at: datetime
     updated_at: datetime
     completed_at: datetime | None = None
-    context: dict[str, Any] = Field(default_factory=dict)
+    context: dict[str, Any] | None = Field(
+        default_factory=dict, description="the task's context; null for callers without tasks:context_read"
+    )
     initiator: str | None = None
     source_system: str | None = None
     reason: str | None = None
