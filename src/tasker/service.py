@@ -14,7 +14,8 @@ from pydantic import ValidationError
 
 from tasker.engine.operator import cancel_task, retry_failed_steps, step_action
 from tasker.engine.task_requests import create_task
-from tasker.errors import NotFoundError, TemplateError, TemplateLimitError
+from tasker.errors import ConfigurationError, NotFoundError, TemplateError, TemplateLimitError
+from tasker.messaging.router import worker_queue
 from tasker.messaging.transport import Transport
 from tasker.model import wire
 from tasker.model.requests import TaskRequest
@@ -25,6 +26,7 @@ from tasker.store.tasks import task_edges
 from tasker.store.templates import template_get, template_get_by_uuid, template_list
 
 TERMINAL_FOR_STATUS = ("complete", "error", "cancelled", "resolved_manually")
+UNSERVED_AFTER_SECONDS = 60  # a namespace's queue holding messages unread this long has no worker polling it
 
 
 def _utcnow() -> datetime:
@@ -59,8 +61,36 @@ async def get_task(conn: Connection, task_uuid: UUID) -> wire.TaskResponse:
 
 
 async def create(conn: Connection, transport: Transport, request: TaskRequest, *, env: str) -> wire.TaskResponse:
+    """Create the task; the response's ``warnings`` say when no worker seems to serve its namespace."""
     created = await create_task(conn, transport, request, env=env)
-    return await get_task(conn, created.task_uuid)
+    task = await get_task(conn, created.task_uuid)
+    warning = await unserved_namespace_warning(conn, request.namespace)
+    return task.model_copy(update={"warnings": [warning]}) if warning else task
+
+
+async def unserved_namespace_warning(conn: Connection, namespace: str) -> str | None:
+    """Why a new task of ``namespace`` may sit unworked, from what the database already shows; None when nothing
+    points that way (which does not prove a worker serves the namespace).
+
+    No worker connected to the database at all (workers connect as application_name 'tasker-worker'), or the
+    namespace's queue holding messages visible for over UNSERVED_AFTER_SECONDS that nobody has read: workers run,
+    but none polls this namespace. A worker's connection does not name its namespaces, so a namespace no running
+    worker serves goes unnoticed until its first message has waited that long.
+    """
+    hint = f"start one with `tasker worker --namespace {namespace}`"
+    if await listing.worker_connection_count(conn) == 0:
+        return f"no worker is connected to the database: this task's steps wait until one runs; {hint}"
+    try:
+        queue = worker_queue(namespace)
+    except ConfigurationError:
+        return None
+    waiting, oldest = await listing.queue_unread(conn, queue, UNSERVED_AFTER_SECONDS)
+    if waiting:
+        return (
+            f"{waiting} message(s) in queue {queue} have waited up to {oldest:.0f} s unread: no running worker"
+            f" seems to serve namespace {namespace!r}; {hint}"
+        )
+    return None
 
 
 async def list_tasks(

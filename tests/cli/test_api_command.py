@@ -7,13 +7,16 @@ import time
 import httpx
 
 from tests.api.server import free_port, register_templates
+from tests.cli.coverage import covers, record
 from tests.e2e.processes import services
 
 
+@covers("api")
 def test_tasker_api_serves_on_the_given_port(db_url: str) -> None:
     register_templates(db_url)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
+    record(["api"])
     with services(db_url, ["api", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]):
         deadline = time.monotonic() + 30
         while True:

@@ -14,6 +14,7 @@ from tasker.client import AsyncTaskerClient
 from tasker.model.requests import TaskRequest
 from tasker.store.db import Connection
 from tests.api.server import register_templates, serving
+from tests.cli.coverage import covers, record
 from tests.e2e.runtime import register_fixture_templates, running
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -25,6 +26,7 @@ def _env(db_url: str, **extra: str) -> dict[str, str]:
 
 
 def tasker(db_url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    record(args)
     return subprocess.run(
         [sys.executable, "-m", "tasker.cli.main", *args],
         cwd=ROOT,
@@ -40,6 +42,10 @@ def as_json(result: subprocess.CompletedProcess[str]) -> Any:
     return json.loads(result.stdout)
 
 
+@covers(
+    "task create", "task list", "task get", "task steps", "task step", "task complete-step", "task audit",
+    "task reset-step", "task visualize", "task cancel", "task wait",
+)  # fmt: skip
 def test_task_commands_on_the_database(db_url: str) -> None:
     register_templates(db_url)
     created = as_json(
@@ -77,6 +83,7 @@ def test_task_commands_on_the_database(db_url: str) -> None:
     assert missing.returncode == 1 and "does not exist" in missing.stderr
 
 
+@covers("health", "config show")
 def test_health_and_config_show(db_url: str) -> None:
     health = as_json(tasker(db_url, "health", "--json"))
     assert health["status"] == "healthy" and health["info"]["system_health"]["total_tasks"] == 0
@@ -86,6 +93,7 @@ def test_health_and_config_show(db_url: str) -> None:
     assert text.returncode == 0 and "very-secret-value" not in text.stdout and db_url not in text.stdout
 
 
+@covers("task wait", "health")
 async def test_workflow_created_through_the_client_completes_under_task_wait(db_url: str, conn: Connection) -> None:
     await register_fixture_templates(conn)
     with serving(db_url) as base:
@@ -93,6 +101,8 @@ async def test_workflow_created_through_the_client_completes_under_task_wait(db_
             task = await client.create_task(
                 TaskRequest(namespace="linear_workflow", name="mathematical_sequence", context={"even_number": 6})
             )
+            record(["task", "wait"])
+            record(["health"])
             process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "tasker.cli.main", "task", "--api-url", base, "wait", str(task.task_uuid),
                 "--timeout", "60", "--json",
@@ -112,6 +122,7 @@ async def test_workflow_created_through_the_client_completes_under_task_wait(db_
             assert health.returncode == 0 and json.loads(report)["checks"]["web_database"]["status"] == "healthy"
 
 
+@covers("task visualize", "task retry-failed")
 async def test_visualize_shows_dynamically_created_steps(db_url: str) -> None:
     from tasker.store.db import connect
     from tests.e2e.runtime import create, register_fixture_templates, running, wait_settled

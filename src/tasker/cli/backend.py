@@ -1,22 +1,21 @@
 """Where the CLI's task commands go: the REST API (``--api-url`` / ``TASKER_API_URL``) or the database directly.
 
-Both backends have the same methods and return the same wire models, so each command is written once.
+Both backends have the same methods and return the same wire models, so each command is written once. The service
+layer, the store and the HTTP client are imported when a command first uses a backend, not when the CLI starts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from uuid import UUID
 
-from tasker import service as operations
 from tasker.cli.common import database_url, run, settings
-from tasker.client import TaskerClient
-from tasker.messaging.pgmq import PgmqTransport
-from tasker.model import wire
-from tasker.model.requests import TaskRequest
-from tasker.store.db import Connection, connection
-from tasker.store.listing import TaskFilter
+
+if TYPE_CHECKING:
+    from tasker.model import wire
+    from tasker.model.requests import TaskRequest
+    from tasker.store.db import Connection
 
 T = TypeVar("T")
 
@@ -59,6 +58,8 @@ class DirectBackend:
         self.env = settings().env
 
     def _run(self, operation: Callable[[Connection], Awaitable[T]]) -> T:
+        from tasker.store.db import connection
+
         async def _call() -> T:
             async with connection(self.url) as conn:
                 return await operation(conn)
@@ -66,6 +67,10 @@ class DirectBackend:
         return run(_call())
 
     def create_task(self, request: TaskRequest | dict[str, Any]) -> wire.TaskResponse:
+        from tasker import service as operations
+        from tasker.messaging.pgmq import PgmqTransport
+        from tasker.model.requests import TaskRequest
+
         parsed = request if isinstance(request, TaskRequest) else TaskRequest.model_validate(request)
         return self._run(lambda conn: operations.create(conn, PgmqTransport(), parsed, env=self.env))
 
@@ -80,39 +85,63 @@ class DirectBackend:
         page: int = 1,
         per_page: int = 25,
     ) -> wire.TaskListResponse:
+        from tasker import service as operations
+        from tasker.store.listing import TaskFilter
+
         where = TaskFilter(namespace, name, status, initiator, source_system)
         return self._run(lambda conn: operations.list_tasks(conn, where, page=page, per_page=per_page))
 
     def get_task(self, task_uuid: UUID | str) -> wire.TaskResponse:
+        from tasker import service as operations
+
         return self._run(lambda conn: operations.get_task(conn, _uuid(task_uuid)))
 
     def cancel_task(self, task_uuid: UUID | str) -> wire.TaskResponse:
+        from tasker import service as operations
+
         return self._run(lambda conn: operations.cancel(conn, _uuid(task_uuid), actor="cli"))
 
     def task_summary(self, task_uuid: UUID | str) -> wire.TaskSummaryResponse:
+        from tasker import service as operations
+
         return self._run(lambda conn: operations.summary(conn, _uuid(task_uuid)))
 
     def list_steps(self, task_uuid: UUID | str) -> list[wire.StepResponse]:
+        from tasker import service as operations
+
         return self._run(lambda conn: operations.list_steps(conn, _uuid(task_uuid)))
 
     def get_step(self, task_uuid: UUID | str, step_uuid: UUID | str) -> wire.StepResponse:
+        from tasker import service as operations
+
         return self._run(lambda conn: operations.get_step(conn, _uuid(task_uuid), _uuid(step_uuid)))
 
     def step_action(
         self, task_uuid: UUID | str, step_uuid: UUID | str, action: wire.StepActionRequest
     ) -> wire.StepResponse:
+        from tasker import service as operations
+        from tasker.messaging.pgmq import PgmqTransport
+
         return self._run(
             lambda conn: operations.act_on_step(conn, PgmqTransport(), _uuid(task_uuid), _uuid(step_uuid), action)
         )
 
     def step_audit(self, task_uuid: UUID | str, step_uuid: UUID | str) -> list[wire.StepAuditResponse]:
+        from tasker import service as operations
+
         return self._run(lambda conn: operations.audit(conn, _uuid(task_uuid), _uuid(step_uuid)))
 
     def retry_failed(self, task_uuid: UUID | str) -> wire.TaskResponse:
+        from tasker import service as operations
+        from tasker.messaging.pgmq import PgmqTransport
+
         return self._run(lambda conn: operations.retry_failed(conn, PgmqTransport(), _uuid(task_uuid), actor="cli"))
 
     def health(self, which: str = "") -> wire.HealthResponse:
         from datetime import UTC, datetime
+
+        from tasker import service as operations
+        from tasker.model import wire
 
         async def _check(conn: Connection) -> wire.HealthResponse:
             counts = await operations.health_counts(conn)
@@ -139,6 +168,8 @@ def backend() -> Backend:
     url = _options["api_url"] or current.api_url
     if not url:
         return DirectBackend()
+    from tasker.client import TaskerClient
+
     key = _options["api_key"] or (current.api_key.get_secret_value() if current.api_key else None)
     token = _options["token"] or (current.auth_token.get_secret_value() if current.auth_token else None)
     return TaskerClient(url, api_key=key, token=token, api_key_header=current.api_key_header)

@@ -5,16 +5,16 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from pydantic import SecretStr
-from rich.table import Table
 
-from tasker.cli.common import console, handle_errors, print_json, settings
+from tasker.cli.common import handle_errors, print_json, settings, show_table, table, text_column
 
 app = typer.Typer(no_args_is_help=True, help="Configuration")
 REDACTED = "**********"
 
 
 def redact(value: Any) -> Any:
+    from pydantic import SecretStr
+
     if isinstance(value, SecretStr):
         return REDACTED if value.get_secret_value() else ""
     if isinstance(value, dict):
@@ -41,7 +41,7 @@ def show(as_json: Annotated[bool, typer.Option("--json", help="machine-readable 
     if as_json:
         print_json(values)
         return
-    table = Table("setting", "value")
+    shown = table("setting", text_column("value"))
     for name, value in values.items():
-        table.add_row(name, str(value))
-    console.print(table)
+        shown.add_row(name, str(value))
+    show_table(shown)

@@ -12,27 +12,20 @@ import asyncio
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from uuid import UUID
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from rich.tree import Tree
 
 from tasker.cli.common import handle_errors, settings
-from tasker.engine.orchestrator import Orchestrator, OrchestratorConfig
-from tasker.engine.task_requests import create_task
-from tasker.messaging.pgmq import PgmqTransport
-from tasker.model.requests import TaskRequest
-from tasker.model.states import TASK_TERMINAL, TaskState
-from tasker.store import embedded
-from tasker.store.db import Connection, connection
-from tasker.store.migrate import migrate
-from tasker.store.tasks import task_edges, task_get, task_steps
-from tasker.store.templates import template_register_paths
-from tasker.worker.process import Worker, WorkerConfig
+
+if TYPE_CHECKING:
+    from rich.tree import Tree
+
+    from tasker.model.requests import TaskRequest
+    from tasker.store.db import Connection
 
 console = Console()
 NAMESPACES = ["ecommerce", "payments", "analytics", "approvals", "imports"]
@@ -49,6 +42,8 @@ def examples_dir() -> Path:
 
 def requests(orders: int) -> list[TaskRequest]:
     """The demo's batch: orders (every third with a flaky payment gateway), refunds (one too large), pipelines."""
+    from tasker.model.requests import TaskRequest
+
     batch = [
         TaskRequest(
             namespace="ecommerce",
@@ -111,10 +106,18 @@ def requests(orders: int) -> list[TaskRequest]:
 
 
 def _settled(state: str) -> bool:
+    from tasker.model.states import TASK_TERMINAL, TaskState
+
     return TaskState(state) in TASK_TERMINAL or state == TaskState.BLOCKED_BY_FAILURES
 
 
 async def _run(url: str, orders: int) -> None:
+    from tasker.engine.orchestrator import Orchestrator, OrchestratorConfig
+    from tasker.store.db import connection
+    from tasker.store.migrate import migrate
+    from tasker.store.templates import template_register_paths
+    from tasker.worker.process import Worker, WorkerConfig
+
     async with connection(url) as conn:
         await migrate(conn)
         registered = await template_register_paths(conn, examples_dir() / "templates")
@@ -134,6 +137,12 @@ async def _run(url: str, orders: int) -> None:
 
 
 async def _create_and_follow(conn: Connection, batch: list[TaskRequest]) -> list[tuple[TaskRequest, UUID]]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from tasker.engine.task_requests import create_task
+    from tasker.messaging.pgmq import PgmqTransport
+    from tasker.store.tasks import task_get
+
     transport = PgmqTransport()
     created = []
     with Progress(
@@ -159,6 +168,10 @@ def _done_at(step: dict[str, Any], task_created_at: Any) -> str:
 
 
 async def _tree(conn: Connection, task_uuid: UUID) -> Tree:
+    from rich.tree import Tree
+
+    from tasker.store.tasks import task_edges, task_get, task_steps
+
     task = await task_get(conn, task_uuid)
     steps = {s["workflow_step_uuid"]: s for s in await task_steps(conn, task_uuid)}
     edges = await task_edges(conn, task_uuid)
@@ -190,6 +203,8 @@ async def _tree(conn: Connection, task_uuid: UUID) -> Tree:
 
 
 async def _report(conn: Connection, created: list[tuple[TaskRequest, UUID]]) -> None:
+    from tasker.store.tasks import task_get, task_steps
+
     shown: set[str] = set()
     for request, task_uuid in created:
         task = await task_get(conn, task_uuid)
@@ -225,6 +240,8 @@ async def _report(conn: Connection, created: list[tuple[TaskRequest, UUID]]) -> 
 @handle_errors
 def demo(orders: Annotated[int, typer.Option(help="how many order workflows to run")] = 12) -> None:
     """Run example workflows end to end on the embedded PostgreSQL (or TASKER_DATABASE_URL)."""
+    from tasker.store import embedded
+
     current = settings()
     started = time.perf_counter()
     url = embedded.database_url(current)

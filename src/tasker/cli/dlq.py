@@ -7,20 +7,17 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import typer
-from rich.table import Table
 
-from tasker.cli.common import console, database_url, handle_errors, print_json, run
-from tasker.engine.staleness import StalenessDefaults, sweep_stale_tasks
-from tasker.errors import NotFoundError
-from tasker.store.db import connection
-from tasker.store.dlq import (
-    InvalidDlqRequestError,
-    dlq_entries_for_task,
-    dlq_get,
-    dlq_investigation_queue,
-    dlq_list,
-    dlq_stats,
-    dlq_update,
+from tasker.cli.common import (
+    console,
+    database_url,
+    handle_errors,
+    print_json,
+    run,
+    show_table,
+    table,
+    text_column,
+    uuid_column,
 )
 
 app = typer.Typer(no_args_is_help=True, help="Dead-letter queue: stuck tasks under investigation")
@@ -31,10 +28,11 @@ def _when(value: Any) -> str:
     return value.isoformat(sep=" ", timespec="seconds") if value is not None else ""
 
 
-def _entries_table(entries: list[dict[str, Any]]) -> Table:
-    table = Table("entry", "task", "reason", "status", "from state", "in DLQ since", "resolved by")
+def _entries_table(entries: list[dict[str, Any]]) -> None:
+    shown = table(uuid_column("entry"), uuid_column("task"), "reason", "status", "from state", "in DLQ since",
+                  "resolved by")  # fmt: skip
     for e in entries:
-        table.add_row(
+        shown.add_row(
             str(e["dlq_entry_uuid"]),
             str(e["task_uuid"]),
             e["dlq_reason"],
@@ -43,36 +41,39 @@ def _entries_table(entries: list[dict[str, Any]]) -> Table:
             _when(e["dlq_timestamp"]),
             e["resolved_by"] or "",
         )
-    return table
+    show_table(shown)
 
 
 def _show_entry(entry: dict[str, Any]) -> None:
     snapshot = entry["task_snapshot"] or {}
     console.print(
-        f"DLQ entry {entry['dlq_entry_uuid']} [bold]{entry['resolution_status']}[/bold] ({entry['dlq_reason']})"
+        f"DLQ entry {entry['dlq_entry_uuid']} [bold]{entry['resolution_status']}[/bold] ({entry['dlq_reason']})",
+        soft_wrap=True,
     )
     console.print(
         f"task {entry['task_uuid']} {snapshot.get('namespace_name', '?')}/{snapshot.get('task_name', '?')}"
         f":{snapshot.get('task_version', '?')}, was {entry['original_state']}, in the DLQ since"
-        f" {_when(entry['dlq_timestamp'])}"
+        f" {_when(entry['dlq_timestamp'])}",
+        soft_wrap=True,
     )
     if entry["resolution_timestamp"] is not None or entry["resolved_by"] or entry["resolution_notes"]:
         console.print(
             f"resolved {_when(entry['resolution_timestamp'])} by {entry['resolved_by'] or '?'}:"
-            f" {entry['resolution_notes'] or ''}"
+            f" {entry['resolution_notes'] or ''}",
+            soft_wrap=True,
         )
     if entry["metadata"]:
-        console.print(f"metadata: {json.dumps(entry['metadata'], default=str)}")
-    steps = Table("step", "state", "attempts", "error")
+        console.print(f"metadata: {json.dumps(entry['metadata'], default=str)}", soft_wrap=True, markup=False)
+    steps = table("step", "state", "attempts", text_column("error"))
     for step in snapshot.get("steps", []):
         error = step.get("error") or {}
         steps.add_row(
             str(step.get("name")),
             str(step.get("current_state")),
             f"{step.get('attempts')}/{step.get('max_attempts')}",
-            str(error.get("message", ""))[:60] if isinstance(error, dict) else str(error)[:60],
+            str(error.get("message", "")) if isinstance(error, dict) else str(error),
         )
-    console.print(steps)
+    show_table(steps)
 
 
 @app.command("list")
@@ -88,6 +89,8 @@ def list_entries(
     as_json: JsonOption = False,
 ) -> None:
     """List entries, newest first."""
+    from tasker.store.db import connection
+    from tasker.store.dlq import dlq_list
 
     async def _list() -> dict[str, Any]:
         async with connection(database_url()) as conn:
@@ -100,7 +103,7 @@ def list_entries(
     if as_json:
         print_json(page)
         return
-    console.print(_entries_table(page["entries"]))
+    _entries_table(page["entries"])
     shown = len(page["entries"])
     console.print(f"{shown} of {page['total']} entries (offset {offset})")
 
@@ -112,6 +115,9 @@ def get(
     as_json: JsonOption = False,
 ) -> None:
     """Show one entry with its task snapshot."""
+    from tasker.errors import NotFoundError
+    from tasker.store.db import connection
+    from tasker.store.dlq import dlq_entries_for_task, dlq_get
 
     async def _get() -> dict[str, Any]:
         async with connection(database_url()) as conn:
@@ -143,6 +149,9 @@ def update(
     as_json: JsonOption = False,
 ) -> None:
     """Record an investigation outcome; a status stamps the resolution time."""
+    from tasker.store.db import connection
+    from tasker.store.dlq import InvalidDlqRequestError, dlq_update
+
     extra: dict[str, Any] | None = None
     if metadata is not None:
         try:
@@ -176,6 +185,8 @@ def update(
 @handle_errors
 def stats(as_json: JsonOption = False) -> None:
     """Entries per reason and resolution status."""
+    from tasker.store.db import connection
+    from tasker.store.dlq import dlq_stats
 
     async def _stats() -> list[dict[str, Any]]:
         async with connection(database_url()) as conn:
@@ -185,10 +196,10 @@ def stats(as_json: JsonOption = False) -> None:
     if as_json:
         print_json(rows)
         return
-    table = Table("reason", "total", "pending", "resolved", "failed", "cancelled", "oldest", "avg resolution (min)")
+    shown = table("reason", "total", "pending", "resolved", "failed", "cancelled", "oldest", "avg resolution (min)")
     for r in rows:
         avg = r["avg_resolution_time_minutes"]
-        table.add_row(
+        shown.add_row(
             r["dlq_reason"],
             str(r["total_entries"]),
             str(r["pending"]),
@@ -198,13 +209,15 @@ def stats(as_json: JsonOption = False) -> None:
             _when(r["oldest_entry"]),
             "" if avg is None else f"{avg:.1f}",
         )
-    console.print(table)
+    show_table(shown)
 
 
 @app.command("queue")
 @handle_errors
 def queue(limit: Annotated[int, typer.Option(min=1, max=1000)] = 20, as_json: JsonOption = False) -> None:
     """Pending entries, most urgent first (reason weight + minutes waiting)."""
+    from tasker.store.db import connection
+    from tasker.store.dlq import dlq_investigation_queue
 
     async def _queue() -> list[dict[str, Any]]:
         async with connection(database_url()) as conn:
@@ -214,9 +227,9 @@ def queue(limit: Annotated[int, typer.Option(min=1, max=1000)] = 20, as_json: Js
     if as_json:
         print_json(rows)
         return
-    table = Table("score", "entry", "task", "reason", "now", "minutes in DLQ")
+    shown = table("score", uuid_column("entry"), "task", "reason", "now", "minutes in DLQ")
     for r in rows:
-        table.add_row(
+        shown.add_row(
             f"{r['priority_score']:.0f}",
             str(r["dlq_entry_uuid"]),
             f"{r['namespace_name']}/{r['task_name']}",
@@ -224,7 +237,7 @@ def queue(limit: Annotated[int, typer.Option(min=1, max=1000)] = 20, as_json: Js
             r["current_state"],
             f"{r['minutes_in_dlq']:.0f}",
         )
-    console.print(table)
+    show_table(shown)
 
 
 @app.command("sweep")
@@ -239,6 +252,11 @@ def sweep(
     as_json: JsonOption = False,
 ) -> None:
     """Run one staleness sweep now (template lifecycle values win over these defaults)."""
+    from dataclasses import asdict
+
+    from tasker.engine.staleness import StalenessDefaults, sweep_stale_tasks
+    from tasker.store.db import connection
+
     defaults = StalenessDefaults(
         waiting_for_dependencies_minutes=waiting_for_dependencies_minutes,
         waiting_for_retry_minutes=waiting_for_retry_minutes,
@@ -251,20 +269,20 @@ def sweep(
             report = await sweep_stale_tasks(
                 conn, defaults=defaults, dry_run=dry_run, batch_size=batch_size, processor_uuid=None
             )
-        return [vars(o) for o in report.outcomes]
+        return [asdict(o) for o in report.outcomes]
 
     outcomes = run(_sweep())
     if as_json:
         print_json(outcomes)
         return
-    table = Table("task", "state", "minutes in state", "threshold", "action")
+    shown = table(uuid_column("task"), "state", "minutes in state", "threshold", "action")
     for o in outcomes:
-        table.add_row(
+        shown.add_row(
             str(o["task_uuid"]),
             str(o["state"]),
             f"{o['time_in_state_minutes']:.1f}",
             str(o["threshold_minutes"]),
             o["action"],
         )
-    console.print(table)
+    show_table(shown)
     console.print(f"{len(outcomes)} stale task(s){' (dry run: nothing changed)' if dry_run else ''}")

@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from tasker.cli import backend as backends
-from tasker.cli.common import console, handle_errors, print_json
+from tasker.cli.common import console, handle_errors, print_json, show_table, table, text_column
 
 
 @handle_errors
@@ -23,11 +22,11 @@ def health(
     if as_json:
         print_json(report.model_dump(mode="json"))
     else:
-        table = Table("check", "status", "message")
+        shown = table("check", "status", text_column("message"))
         for name, check in report.checks.items():
-            table.add_row(name, check.status, check.message or "")
+            shown.add_row(name, check.status, check.message or "")
         console.print(f"status: [bold]{report.status}[/bold]")
-        console.print(table)
+        show_table(shown)
         counts = report.info.get("system_health")
         if counts:
             console.print(f"tasks: {counts['tasks']}\nsteps: {counts['steps']}")

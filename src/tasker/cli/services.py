@@ -8,20 +8,15 @@ import importlib
 import os
 import sys
 from collections.abc import Iterator
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-import uvicorn
 
-from tasker.api.app import create_app
-from tasker.cli.common import database_url, handle_errors, settings, until_signalled
-from tasker.config import Settings
-from tasker.engine.orchestrator import Orchestrator, OrchestratorConfig
-from tasker.engine.staleness import StalenessDefaults
-from tasker.store.db import connection
-from tasker.store.migrate import migrate
-from tasker.telemetry import configure_logging, configure_tracing, serve_metrics
-from tasker.worker.process import Worker, WorkerConfig
+from tasker.cli.common import database_url, ensure_port_free, handle_errors, run, settings, until_signalled
+
+if TYPE_CHECKING:
+    from tasker.config import Settings
+    from tasker.engine.orchestrator import OrchestratorConfig
 
 LogLevel = Annotated[str, typer.Option("--log-level", envvar="TASKER_LOG_LEVEL", help="debug, info, warning")]
 MetricsPort = Annotated[
@@ -34,10 +29,18 @@ Imports = Annotated[
 
 
 def _prepare(log_level: str, imports: list[str] | None, metrics_port: int | None = None) -> str:
+    """Logging, tracing, metrics, handler imports and migrations: what every service does before it runs."""
+    from tasker.store.db import connection
+    from tasker.store.migrate import migrate
+    from tasker.telemetry import configure_logging, configure_tracing, serve_metrics
+
     current = settings()
+    port = metrics_port or current.metrics_port
+    if port:
+        ensure_port_free("0.0.0.0", port, "--metrics-port")  # where prometheus_client binds
     configure_logging(log_level, current.log_format)
     configure_tracing(current.otel_exporter)
-    serve_metrics(metrics_port or current.metrics_port)
+    serve_metrics(port)
     sys.path.insert(0, os.getcwd())  # handlers named by dotted path are found from the working directory
     for module in imports or []:
         importlib.import_module(module)
@@ -47,20 +50,27 @@ def _prepare(log_level: str, imports: list[str] | None, metrics_port: int | None
         async with connection(url) as conn:
             await migrate(conn)
 
-    asyncio.run(_migrate())
+    run(_migrate())
     return url
 
 
-class _QuietServer(uvicorn.Server):
+def _quiet_server(config: Any) -> Any:
     """uvicorn inside `serve`: the process's own signal handlers stop everything, uvicorn's would stop only it."""
+    import uvicorn
 
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
+    class QuietServer(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    return QuietServer(config)
 
 
 def orchestrator_config(current: Settings, concurrency: int = 8) -> OrchestratorConfig:
     """The orchestrator's configuration from the settings (one place, shared by `orchestrator` and `serve`)."""
+    from tasker.engine.orchestrator import OrchestratorConfig
+    from tasker.engine.staleness import StalenessDefaults
+
     return OrchestratorConfig(
         env=current.env,
         concurrency=concurrency,
@@ -84,6 +94,8 @@ def orchestrator(
     log_level: LogLevel = "info",
 ) -> None:
     """Run an orchestrator: apply step results, enqueue ready steps, finalise tasks (TASKER_DATABASE_URL)."""
+    from tasker.engine.orchestrator import Orchestrator
+
     url = _prepare(log_level, None, metrics_port)
     service = Orchestrator(url, orchestrator_config(settings(), concurrency))
     asyncio.run(until_signalled(service.run))
@@ -101,6 +113,8 @@ def worker(
     log_level: LogLevel = "info",
 ) -> None:
     """Run a worker for one or more namespaces (TASKER_DATABASE_URL)."""
+    from tasker.worker.process import Worker, WorkerConfig
+
     url = _prepare(log_level, imports, metrics_port)
     config = WorkerConfig(
         namespaces=namespace,
@@ -123,8 +137,17 @@ def serve(
     log_level: LogLevel = "info",
 ) -> None:
     """Run an orchestrator, a worker and the REST API in one process, for small deployments."""
-    url = _prepare(log_level, imports, metrics_port)
+    import uvicorn
+
+    from tasker.api.app import create_app
+    from tasker.engine.orchestrator import Orchestrator
+    from tasker.worker.process import Worker, WorkerConfig
+
     current = settings()
+    api_port = port or current.api_port
+    if api:
+        ensure_port_free(current.api_host, api_port, "--port")
+    url = _prepare(log_level, imports, metrics_port)
     orchestrator_service = Orchestrator(url, orchestrator_config(current))
     worker_config = WorkerConfig(
         namespace, concurrency, env=current.env, handler_allowed_modules=current.handler_allowed_modules
@@ -134,11 +157,11 @@ def serve(
     async def everything(stop: asyncio.Event) -> None:
         services = [orchestrator_service.run(stop), worker_service.run(stop)]
         if api:
-            server = _QuietServer(
+            server = _quiet_server(
                 uvicorn.Config(
                     create_app(current, database_url=url),
                     host=current.api_host,
-                    port=port or current.api_port,
+                    port=api_port,
                     log_level=log_level.lower(),
                 )
             )

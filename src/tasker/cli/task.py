@@ -4,22 +4,21 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from uuid import UUID
 
 import typer
-from pydantic import BaseModel
-from rich.live import Live
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
-from rich.tree import Tree
+from rich.markup import escape
+from rich.text import Text
 
 from tasker.cli import backend as backends
-from tasker.cli.common import console, handle_errors, print_json
-from tasker.errors import InvalidTaskRequestError
-from tasker.model import wire
-from tasker.model.requests import TaskRequest
-from tasker.model.states import TASK_TERMINAL, TaskState
+from tasker.cli.common import console, handle_errors, print_json, show_table, table, text_column, uuid_column, warn
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+    from rich.tree import Tree
+
+    from tasker.model import wire
 
 app = typer.Typer(no_args_is_help=True, help="Tasks: create, list, inspect, act on steps, wait, visualize")
 JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable output")]
@@ -52,6 +51,8 @@ def options(
 
 
 def _json_object(text: str, option: str) -> Any:
+    from tasker.errors import InvalidTaskRequestError
+
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
@@ -70,28 +71,74 @@ def _styled(state: str) -> str:
     return f"[{style}]{state}[/{style}]" if style else state
 
 
-def _steps_table(steps: list[wire.StepResponse]) -> Table:
-    table = Table("step", "state", "attempts", "ready", "step_uuid", "result")
+def failure(step: wire.StepResponse) -> tuple[str, str] | None:
+    """(error type, message) of a step whose stored result is a failure (failed, or waiting to retry), else None.
+
+    Workers store tasker-core's shape: ``{"success": false, "error": {"error_type", "message", ...}}``.
+    """
+    results = step.results
+    if not isinstance(results, dict) or (results.get("success") is not False and not results.get("error")):
+        return None
+    error = results.get("error")
+    error = error if isinstance(error, dict) else {}
+    metadata = results.get("metadata")
+    metadata = metadata if isinstance(metadata, dict) else {}
+    kind = str(error.get("error_type") or metadata.get("error_type") or "error")
+    return kind, str(error.get("message") or results.get("error") or "no message stored")
+
+
+def _result_cell(step: wire.StepResponse) -> str:
+    failed = failure(step)
+    if failed is not None:
+        return f"[red]{escape(failed[0])}[/red]"
+    value = step.results.get("result") if isinstance(step.results, dict) else step.results
+    text = json.dumps(value, default=str)
+    return escape(text if len(text) <= 60 else text[:59] + "…")
+
+
+def _steps_table(steps: list[wire.StepResponse]) -> None:
+    shown = table("step", "state", "attempts", "ready", uuid_column("step_uuid"), text_column("result"))
     for step in steps:
-        result = json.dumps((step.results or {}).get("result") if isinstance(step.results, dict) else step.results)
-        table.add_row(
-            step.name,
+        shown.add_row(
+            escape(step.name),
             _styled(step.current_state),
             f"{step.attempts}/{step.max_attempts}",
             "yes" if step.ready_for_execution else "",
             str(step.step_uuid),
-            result[:50],
+            _result_cell(step),
         )
-    return table
+    show_table(shown)
+
+
+def _show_failures(steps: list[wire.StepResponse]) -> None:
+    """Why steps failed, one line each (never wrapped, never cut): the part of a task an operator needs first."""
+    for step in steps:
+        failed = failure(step)
+        if failed is None:
+            continue
+        line = Text.assemble(
+            (f"{step.name}", "bold"),
+            f" ({step.step_uuid}) {step.current_state}, attempt {step.attempts}/{step.max_attempts}: ",
+            (failed[0], "red"),
+            f": {failed[1]}",
+        )
+        console.print(line, soft_wrap=True)
+
+
+def _show_steps(steps: list[wire.StepResponse]) -> None:
+    _steps_table(steps)
+    _show_failures(steps)
 
 
 def _show_task(task: wire.TaskResponse) -> None:
     console.print(
-        f"task {task.task_uuid} {task.namespace}/{task.name}:{task.version} [bold]{_styled(task.status)}[/bold]"
-        f" ({task.completed_steps}/{task.total_steps} steps complete, {task.execution_status})"
+        f"task {task.task_uuid} {escape(task.namespace)}/{escape(task.name)}:{escape(task.version)}"
+        f" [bold]{_styled(task.status)}[/bold]"
+        f" ({task.completed_steps}/{task.total_steps} steps complete, {task.execution_status})",
+        soft_wrap=True,
     )
     if task.steps:
-        console.print(_steps_table(task.steps))
+        _show_steps(task.steps)
 
 
 @app.command("create")
@@ -109,7 +156,13 @@ def create(
     idempotency_key: Annotated[str | None, typer.Option()] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Create a task from a registered template; its first steps are enqueued when this returns."""
+    """Create a task from a registered template; its first steps are enqueued when this returns.
+
+    Warns on stderr when no worker seems to serve the namespace (the task is created all the same).
+    """
+    from tasker.errors import InvalidTaskRequestError
+    from tasker.model.requests import TaskRequest
+
     value = _json_object(context, "--context")
     if not isinstance(value, dict):
         raise InvalidTaskRequestError("--context must be a JSON object")
@@ -126,10 +179,12 @@ def create(
         idempotency_key=idempotency_key,
     )
     task = backends.backend().create_task(request)
+    for warning in task.warnings:
+        warn(warning)
     if as_json:
         _dump(task)
     else:
-        console.print(f"created task {task.task_uuid} ({task.status}, {task.total_steps} steps)")
+        console.print(f"created task {task.task_uuid} ({task.status}, {task.total_steps} steps)", soft_wrap=True)
 
 
 @app.command("get")
@@ -158,16 +213,16 @@ def list_tasks(
     if as_json:
         _dump(found)
         return
-    table = Table("task_uuid", "template", "status", "steps", "created_at")
+    shown = table(uuid_column("task_uuid"), "template", "status", "steps", "created_at")
     for task in found.tasks:
-        table.add_row(
+        shown.add_row(
             str(task.task_uuid),
-            f"{task.namespace}/{task.name}:{task.version}",
+            escape(f"{task.namespace}/{task.name}:{task.version}"),
             _styled(task.status),
             f"{task.completed_steps}/{task.total_steps}",
             task.created_at.isoformat(timespec="seconds"),
         )
-    console.print(table)
+    show_table(shown)
     p = found.pagination
     console.print(f"page {p.page} of {p.total_pages} ({p.total_count} tasks)")
 
@@ -180,7 +235,7 @@ def cancel(task_uuid: UUID, as_json: JsonOption = False) -> None:
     if as_json:
         _dump(task)
     else:
-        console.print(f"task {task.task_uuid}: {_styled(task.status)}")
+        console.print(f"task {task.task_uuid}: {_styled(task.status)}", soft_wrap=True)
 
 
 @app.command("steps")
@@ -191,18 +246,18 @@ def steps(task_uuid: UUID, as_json: JsonOption = False) -> None:
     if as_json:
         _dump(found)
     else:
-        console.print(_steps_table(found))
+        _show_steps(found)
 
 
 @app.command("step")
 @handle_errors
 def step(task_uuid: UUID, step_uuid: UUID, as_json: JsonOption = False) -> None:
-    """Show one step."""
+    """Show one step, and why it failed when it did."""
     found = backends.backend().get_step(task_uuid, step_uuid)
     if as_json:
         _dump(found)
     else:
-        console.print(_steps_table([found]))
+        _show_steps([found])
 
 
 def _act(task_uuid: UUID, step_uuid: UUID, action: wire.StepActionRequest, as_json: bool) -> None:
@@ -210,7 +265,7 @@ def _act(task_uuid: UUID, step_uuid: UUID, action: wire.StepActionRequest, as_js
     if as_json:
         _dump(found)
     else:
-        console.print(f"step {found.name} ({found.step_uuid}): {_styled(found.current_state)}")
+        console.print(f"step {escape(found.name)} ({found.step_uuid}): {_styled(found.current_state)}", soft_wrap=True)
 
 
 @app.command("reset-step")
@@ -219,6 +274,8 @@ def reset_step(
     task_uuid: UUID, step_uuid: UUID, by: ByOption, reason: ReasonOption = None, as_json: JsonOption = False
 ) -> None:
     """Run a failed step again (attempts start over); the task resumes."""
+    from tasker.model import wire
+
     _act(
         task_uuid, step_uuid, wire.StepActionRequest(action_type="reset_for_retry", reason=reason, reset_by=by), as_json
     )
@@ -232,7 +289,7 @@ def retry_failed(task_uuid: UUID, as_json: JsonOption = False) -> None:
     if as_json:
         print_json(task.model_dump(mode="json"))
     else:
-        console.print(f"task {task.task_uuid}: {task.status}")
+        console.print(f"task {task.task_uuid}: {_styled(task.status)}", soft_wrap=True)
 
 
 @app.command("resolve-step")
@@ -241,6 +298,8 @@ def resolve_step(
     task_uuid: UUID, step_uuid: UUID, by: ByOption, reason: ReasonOption = None, as_json: JsonOption = False
 ) -> None:
     """Mark a step resolved by hand; its dependents run and the task resumes."""
+    from tasker.model import wire
+
     action = wire.StepActionRequest(action_type="resolve_manually", reason=reason, resolved_by=by)
     _act(task_uuid, step_uuid, action, as_json)
 
@@ -256,6 +315,8 @@ def complete_step(
     as_json: JsonOption = False,
 ) -> None:
     """Complete a step by hand with a result its dependents will see; the task resumes."""
+    from tasker.model import wire
+
     data = {"result": _json_object(result, "--result")}
     action = wire.StepActionRequest(
         action_type="complete_manually", completion_data=data, reason=reason, completed_by=by
@@ -271,19 +332,21 @@ def audit(task_uuid: UUID, step_uuid: UUID, as_json: JsonOption = False) -> None
     if as_json:
         _dump(rows)
         return
-    table = Table("recorded_at", "success", "ms", "transition", "worker_uuid")
+    shown = table("recorded_at", "success", "ms", "transition", uuid_column("worker_uuid"))
     for row in rows:
-        table.add_row(
+        shown.add_row(
             row.recorded_at.isoformat(timespec="milliseconds"),
             "[green]yes[/green]" if row.success else "[red]no[/red]",
             str(row.execution_time_ms if row.execution_time_ms is not None else ""),
             f"{row.from_state} → {row.to_state}",
             str(row.worker_uuid or ""),
         )
-    console.print(table)
+    show_table(shown)
 
 
 def _finished(task: wire.TaskResponse) -> bool:
+    from tasker.model.states import TASK_TERMINAL, TaskState
+
     return TaskState(task.status) in TASK_TERMINAL or task.status == TaskState.BLOCKED_BY_FAILURES
 
 
@@ -296,6 +359,9 @@ def wait(
     as_json: JsonOption = False,
 ) -> None:
     """Follow a task with a live progress display until it ends; exit 0 when complete, 1 otherwise."""
+    from rich.live import Live
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
     source = backends.backend()
     deadline = time.monotonic() + timeout
     progress = Progress(
@@ -317,38 +383,55 @@ def wait(
     if as_json:
         _dump(task)
     else:
-        console.print(f"task {task_uuid}: {_styled(task.status)}")
-    if task.status != TaskState.COMPLETE:
+        console.print(f"task {task_uuid}: {_styled(task.status)}", soft_wrap=True)
+        _show_failures(task.steps)
+    if task.status != "complete":
         raise typer.Exit(1)
 
 
+def _mermaid_text(text: str) -> str:
+    """Text inside a quoted Mermaid label: its quotes and angle brackets as entity codes, on one line."""
+    return " ".join(text.split()).replace('"', "#quot;").replace("<", "#lt;").replace(">", "#gt;")
+
+
 def mermaid(summary: wire.TaskSummaryResponse) -> str:
-    """The task's DAG as a Mermaid flowchart, each node labelled and classed by its step's state."""
+    """The task's DAG as a Mermaid flowchart, each node labelled and classed by its step's state; a failed step's
+    label carries its error type, and a ``%%`` comment line after the chart its whole message."""
     ids = {s.name: f"s{i}" for i, s in enumerate(summary.steps)}
     lines = ["flowchart TD"]
     for s in summary.steps:
-        lines.append(f'    {ids[s.name]}["{s.name}<br/>{s.current_state}"]:::{s.current_state}')
+        failed = failure(s)
+        extra = f"<br/>{_mermaid_text(failed[0])}" if failed else ""
+        lines.append(f'    {ids[s.name]}["{s.name}<br/>{s.current_state}{extra}"]:::{s.current_state}')
     for edge in summary.edges:
         lines.append(f"    {ids[edge.from_step]} --> {ids[edge.to_step]}")
     colours = {"complete": "#c8e6c9", "error": "#ffcdd2", "in_progress": "#bbdefb", "enqueued": "#bbdefb"}
     for state, colour in colours.items():
         lines.append(f"    classDef {state} fill:{colour}")
+    for s in summary.steps:
+        failed = failure(s)
+        if failed:
+            lines.append(f"    %% {s.name} {s.current_state}: {failed[0]}: {' '.join(failed[1].split())}")
     return "\n".join(lines)
 
 
 def tree(summary: wire.TaskSummaryResponse) -> Tree:
     """The DAG as a terminal tree from its roots (a step with several parents appears under each)."""
+    from rich.tree import Tree
+
     children: dict[str, list[str]] = {}
     parents: set[str] = set()
     for edge in summary.edges:
         children.setdefault(edge.from_step, []).append(edge.to_step)
         parents.add(edge.to_step)
     states = {s.name: s.current_state for s in summary.steps}
+    failures = {s.name: f[0] for s in summary.steps if (f := failure(s)) is not None}
     task = summary.task
-    root = Tree(f"[bold]{task.namespace}/{task.name}:{task.version}[/bold] {_styled(task.status)}")
+    root = Tree(f"[bold]{escape(f'{task.namespace}/{task.name}:{task.version}')}[/bold] {_styled(task.status)}")
 
     def add(node: Tree, name: str) -> None:
-        branch = node.add(f"{name} {_styled(states.get(name, '?'))}")
+        why = f" [red]({escape(failures[name])})[/red]" if name in failures else ""
+        branch = node.add(f"{escape(name)} {_styled(states.get(name, '?'))}{why}")
         for child in children.get(name, []):
             add(branch, child)
 
@@ -365,12 +448,15 @@ def visualize(
     output_format: Annotated[str, typer.Option("--format", help="mermaid, tree or both")] = "both",
     as_json: JsonOption = False,
 ) -> None:
-    """Print the task's DAG with step states, as a Mermaid flowchart and as a tree."""
+    """Print the task's DAG with step states, as a Mermaid flowchart and as a tree, and why failed steps failed."""
+    if output_format not in ("mermaid", "tree", "both"):
+        raise typer.BadParameter(f"{output_format!r}: choose mermaid, tree or both", param_hint="--format")
     summary = backends.backend().task_summary(task_uuid)
     if as_json:
         print_json({"mermaid": mermaid(summary), "summary": summary.model_dump(mode="json")})
         return
     if output_format in ("mermaid", "both"):
-        console.print(mermaid(summary), markup=False, highlight=False)
+        console.print(mermaid(summary), markup=False, highlight=False, soft_wrap=True)
     if output_format in ("tree", "both"):
         console.print(tree(summary))
+        _show_failures(summary.steps)

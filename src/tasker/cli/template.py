@@ -2,28 +2,41 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from tasker.cli.common import console, database_url, handle_errors, print_json, run
-from tasker.model.template import load_template_paths
-from tasker.store.db import connection
-from tasker.store.migrate import migrate
-from tasker.store.templates import template_get, template_list, template_register_paths
+from tasker.cli.common import console, database_url, handle_errors, print_json, run, show_table, table, text_column
 
 app = typer.Typer(no_args_is_help=True, help="Task templates: validate, register, list, show")
 JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable output")]
+
+
+@contextmanager
+def _named(path: Path) -> Iterator[None]:
+    """A document nested deeper than the YAML parser can recurse is a template error naming the path."""
+    from tasker.errors import TemplateError
+
+    try:
+        yield
+    except RecursionError:
+        raise TemplateError(f"{path}: a YAML document is nested too deeply to read") from None
 
 
 @app.command("validate")
 @handle_errors
 def validate(path: Annotated[Path, typer.Argument(help="a YAML file or a directory of them")]) -> None:
     """Validate templates without touching the database; exits 1 naming the file, step and field at fault."""
-    for file, template in load_template_paths(path):
-        console.print(f"[green]ok[/green] {file}: {template.key} ({len(template.steps)} steps)")
+    from tasker.model.template import load_template_paths
+
+    with _named(path):
+        loaded = load_template_paths(path)
+    for file, template in loaded:
+        console.print(f"[green]ok[/green] {file}: {template.key} ({len(template.steps)} steps)", soft_wrap=True)
 
 
 @app.command("register")
@@ -34,11 +47,15 @@ def register(
     as_json: JsonOption = False,
 ) -> None:
     """Register templates (idempotent; a changed template needs a new version, or --force)."""
+    from tasker.store.db import connection
+    from tasker.store.migrate import migrate
+    from tasker.store.templates import template_register_paths
 
     async def _register() -> list[dict[str, str]]:
         async with connection(database_url()) as conn:
             await migrate(conn)
-            done = await template_register_paths(conn, path, force=force)
+            with _named(path):
+                done = await template_register_paths(conn, path, force=force)
         return [
             {"template": f"{r.namespace}/{r.name}:{r.version}", "status": r.status, "uuid": str(r.named_task_uuid)}
             for r in done
@@ -49,7 +66,7 @@ def register(
         print_json(rows)
         return
     for row in rows:
-        console.print(f"{row['status']:>9}  {row['template']}")
+        console.print(f"{row['status']:>9}  {row['template']}", soft_wrap=True)
 
 
 @app.command("list")
@@ -58,31 +75,29 @@ def list_templates(
     namespace: Annotated[str | None, typer.Option(help="only this namespace")] = None, as_json: JsonOption = False
 ) -> None:
     """List registered templates."""
+    from tasker.store.db import connection
+    from tasker.store.templates import template_list
 
-    async def _list() -> list[dict[str, object]]:
+    async def _list() -> list[dict[str, Any]]:
         async with connection(database_url()) as conn:
-            return [vars(t) for t in await template_list(conn, namespace)]
+            return [asdict(t) for t in await template_list(conn, namespace)]  # slots dataclasses: no vars()
 
     rows = run(_list())
     if as_json:
         print_json(rows)
         return
-    table = Table("namespace", "name", "version", "steps", "description")
+    shown = table("namespace", "name", "version", "steps", text_column("description"))
     for row in rows:
-        table.add_row(
-            str(row["namespace"]),
-            str(row["name"]),
-            str(row["version"]),
-            str(row["step_count"]),
-            str(row["description"] or ""),
-        )
-    console.print(table)
+        shown.add_row(row["namespace"], row["name"], row["version"], str(row["step_count"]), row["description"] or "")
+    show_table(shown)
 
 
 @app.command("show")
 @handle_errors
 def show(namespace: str, name: str, version: Annotated[str, typer.Argument()] = "1.0.0") -> None:
     """Print a registered template as JSON."""
+    from tasker.store.db import connection
+    from tasker.store.templates import template_get
 
     async def _show() -> dict[str, object]:
         async with connection(database_url()) as conn:

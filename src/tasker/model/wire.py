@@ -100,6 +100,8 @@ class TaskResponse(_Body):
     completion_percentage: float = 0.0
     health_status: str | None = None
     steps: list[StepResponse] = Field(default_factory=list)
+    # on creation only: why the task may wait unworked (e.g. no worker serves its namespace); empty otherwise
+    warnings: list[str] = Field(default_factory=list)
 
 
 class Pagination(_Body):

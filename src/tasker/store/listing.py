@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from psycopg import sql
 from psycopg.errors import UndefinedTable
 
 from tasker.store.db import Connection
@@ -79,6 +80,25 @@ async def queue_depths(conn: Connection) -> dict[str, int]:
             continue
         depths[row["queue_name"]] = int(found["depth"]) if found else 0
     return depths
+
+
+async def worker_connection_count(conn: Connection) -> int:
+    """Worker processes connected to this database (by their application_name)."""
+    row = await (await conn.execute(Q["worker_connection_count"])).fetchone()
+    return int(row["workers"]) if row else 0
+
+
+async def queue_unread(conn: Connection, queue: str, seconds: float) -> tuple[int, float]:
+    """Messages of ``queue`` visible for over ``seconds`` and never read, and how long the oldest has waited;
+    (0, 0.0) for a queue that does not exist (yet)."""
+    statement = sql.SQL(Q["queue_unread_count"]).format(queue_table=sql.Identifier(f"q_{queue}"))
+    try:
+        row = await (await conn.execute(statement, {"seconds": seconds})).fetchone()
+    except UndefinedTable:
+        return 0, 0.0
+    if not row or not row["messages"]:
+        return 0, 0.0
+    return int(row["messages"]), float(row["oldest_seconds"] or 0.0)
 
 
 async def analytics_performance(conn: Connection, since: datetime) -> dict[str, Any]:

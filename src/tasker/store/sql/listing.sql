@@ -98,6 +98,22 @@ FROM pgmq.meta m
 WHERE to_regclass(format('pgmq.%I', 'q_' || m.queue_name)) IS NOT NULL
 ORDER BY m.queue_name;
 
+-- name: worker_connection_count
+-- Worker processes connected to this database: workers connect as application_name 'tasker-worker' (store/db.py,
+-- worker/process.py), and application_name is visible in pg_stat_activity to every role. Zero means a new task's
+-- steps will wait; the name does not say which namespaces a worker serves.
+SELECT count(*) AS workers
+FROM pg_stat_activity
+WHERE datname = current_database() AND application_name = 'tasker-worker';
+
+-- name: queue_unread_count
+-- Messages of one queue ({queue_table} is filled in with its quoted table name) that have been visible for over
+-- `seconds` seconds and never read: nobody polls that queue, so no running worker serves its namespace. A delayed
+-- message (a retry's backoff) counts only from when it became visible.
+SELECT count(*) AS messages, EXTRACT(EPOCH FROM clock_timestamp() - min(vt))::float8 AS oldest_seconds
+FROM pgmq.{queue_table}
+WHERE read_ct = 0 AND vt <= clock_timestamp() - make_interval(secs => %(seconds)s);
+
 -- name: analytics_performance
 -- Task and step throughput since `since` (tasker.get_analytics_metrics, migration 0005), in the API's field names.
 SELECT task_throughput AS total_tasks, completion_count AS completed_tasks, error_count AS failed_tasks,
