@@ -334,37 +334,42 @@ def _extra_paths_in(value: Any, path: str) -> Iterator[str]:
 
 
 def _check_steps(steps: Sequence[StepDefinition], source: str) -> None:
-    """Structural checks pydantic cannot express; the first problem found is raised."""
+    """Structural checks pydantic cannot express; every problem found is reported, one per line."""
+    problems: list[str] = []
     names: set[str] = set()
     for step in steps:
         if step.name in names:
-            raise TemplateError(f"{source}: step {step.name!r}: duplicate step name")
+            problems.append(f"{source}: step {step.name!r}: duplicate step name")
         names.add(step.name)
     for step in steps:
-        _check_step_links(step, names, steps, source)
-    cycle = _find_cycle(steps)
-    if cycle:
-        raise TemplateError(f"{source}: step {cycle[0]!r}: dependency cycle {' -> '.join(cycle)}")
+        problems += _step_link_problems(step, names, steps, source)
+    if not problems:  # a cycle is only looked for among steps that all exist
+        cycle = _find_cycle(steps)
+        if cycle:
+            problems.append(f"{source}: step {cycle[0]!r}: dependency cycle {' -> '.join(cycle)}")
+    if problems:
+        raise TemplateError("\n".join(problems))
 
 
-def _check_step_links(step: StepDefinition, names: set[str], steps: Sequence[StepDefinition], source: str) -> None:
+def _step_link_problems(
+    step: StepDefinition, names: set[str], steps: Sequence[StepDefinition], source: str
+) -> list[str]:
     where = f"{source}: step {step.name!r}"
-    for parent in step.dependencies:
-        if parent not in names:
-            raise TemplateError(f"{where}: unknown dependency {parent!r}")
+    problems = [f"{where}: unknown dependency {parent!r}" for parent in step.dependencies if parent not in names]
     if len(set(step.dependencies)) != len(step.dependencies):
-        raise TemplateError(f"{where}: dependencies: a dependency is listed twice")
+        problems.append(f"{where}: dependencies: a dependency is listed twice")
     if step.type == "decision" and not step.dependencies:
-        raise TemplateError(f"{where}: a decision step needs at least one dependency")
+        problems.append(f"{where}: a decision step needs at least one dependency")
     worker = step.handler.initialization.get("worker_template_name")
     if step.type == "batchable" and worker is not None:
         types = {other.name: other.type for other in steps}
         if worker not in types:
-            raise TemplateError(f"{where}: handler.initialization.worker_template_name: no step named {worker!r}")
-        if types[worker] != "batch_worker":
-            raise TemplateError(
+            problems.append(f"{where}: handler.initialization.worker_template_name: no step named {worker!r}")
+        elif types[worker] != "batch_worker":
+            problems.append(
                 f"{where}: handler.initialization.worker_template_name: step {worker!r} is not a batch_worker"
             )
+    return problems
 
 
 def _find_cycle(steps: Sequence[StepDefinition]) -> list[str]:
