@@ -11,6 +11,7 @@ import psycopg
 from tasker.engine.staleness import StalenessDefaults, sweep_stale_tasks
 from tasker.store.db import connect
 from tests.e2e.runtime import create
+from tests.e2e.test_staleness_inprocess import age
 
 
 def _stale_task(db_url: str) -> str:
@@ -20,11 +21,7 @@ def _stale_task(db_url: str) -> str:
         conn = await connect(db_url)
         try:
             created = await create(conn, "runtime_checks", "sleepy_chain", {"sleep_seconds": 0})
-            await conn.execute(
-                "UPDATE tasker.task_transitions SET created_at = created_at - interval '2 hours'"
-                " WHERE task_uuid = %s AND most_recent",
-                [created.task_uuid],
-            )
+            await age(conn, created.task_uuid, minutes=120)  # no task or step transition for two hours
             await sweep_stale_tasks(
                 conn, defaults=StalenessDefaults(), dry_run=False, batch_size=10, processor_uuid=uuid.uuid4()
             )
