@@ -52,6 +52,7 @@ class Settings(BaseSettings):
         default=5000, ge=0, description="POST /v1/tasks answers 503 when a queue it feeds holds this many (0: off)"
     )
     backpressure_retry_after_seconds: int = Field(default=5, ge=1)
+    config_endpoint_enabled: bool = Field(default=True, description="serve GET /v1/config (secrets redacted)")
 
     # authentication of the REST API (off by default; when off every permission check passes)
     auth_enabled: bool = False
@@ -131,6 +132,29 @@ class _TomlSource(PydanticBaseSettingsSource):
             data = tomllib.load(handle)
         section = data.get("tasker", data)
         return dict(section)
+
+
+REDACTED = "**********"
+
+
+def _redact(value: Any) -> Any:
+    if isinstance(value, SecretStr):
+        return REDACTED if value.get_secret_value() else ""
+    if isinstance(value, BaseModel):
+        return _redact(value.model_dump())
+    if isinstance(value, dict):
+        return {k: _redact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact(v) for v in value]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+def redacted_settings(settings: Settings) -> dict[str, Any]:
+    """Every setting as plain JSON with secrets (database URL, keys, tokens) shown as asterisks: what ``tasker
+    config show`` prints and ``GET /v1/config`` answers."""
+    return {name: _redact(getattr(settings, name)) for name in type(settings).model_fields}
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -44,3 +44,19 @@ def test_options_are_kept_and_a_reason_over_500_characters_is_refused(http: http
     assert created.status_code == 201, created.text
     refused = http.post("/v1/tasks", json={**base, "reason": "x" * 501})
     assert refused.status_code in (400, 422) and "reason" in refused.text
+
+
+def test_config_is_served_with_secrets_redacted(db_url: str) -> None:
+    from pydantic import SecretStr
+
+    from tests.api.server import register_templates, serving
+
+    register_templates(db_url)
+    shown_url = SecretStr("postgresql://tasker:s3cret-password@db.example.com/tasker")
+    with serving(db_url, database_url=shown_url, api_key=SecretStr("client-key")) as base:
+        response = httpx.get(f"{base}/v1/config", timeout=10)
+    assert response.status_code == 200, response.text
+    config = response.json()
+    assert config["database_url"] == "**********" and config["api_key"] == "**********"
+    assert "s3cret-password" not in response.text and "client-key" not in response.text
+    assert config["env"] == "test" and "staleness_steps_in_process_minutes" in config

@@ -20,8 +20,8 @@ from pydantic import BaseModel
 from starlette.routing import Match
 
 from tasker import service as operations
+from tasker.api import config_route, errors
 from tasker.api import dlq as dlq_routes
-from tasker.api import errors
 from tasker.api.auth import may, require
 from tasker.api.errors import ApiError
 from tasker.api.limits import BodyLimit
@@ -340,6 +340,7 @@ def create_app(settings: Settings, *, database_url: str | None = None) -> FastAP
     # --- health and metrics (public) -------------------------------------------------------------------------
 
     dlq_routes.register(app, db, body_of)
+    config_route.register(app, settings)
 
     def now() -> datetime:
         return datetime.now(UTC)

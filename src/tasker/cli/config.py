@@ -9,28 +9,12 @@ import typer
 from tasker.cli.common import handle_errors, print_json, settings, show_table, table, text_column
 
 app = typer.Typer(no_args_is_help=True, help="Configuration")
-REDACTED = "**********"
-
-
-def redact(value: Any) -> Any:
-    from pydantic import SecretStr
-
-    if isinstance(value, SecretStr):
-        return REDACTED if value.get_secret_value() else ""
-    if isinstance(value, dict):
-        return {k: redact(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact(v) for v in value]
-    return value
 
 
 def effective() -> dict[str, Any]:
-    current = settings()
-    values = {name: getattr(current, name) for name in type(current).model_fields}
-    values["api_keys"] = [entry.model_dump() for entry in current.api_keys]
-    plain = redact(values)
-    return {k: (str(v) if not isinstance(v, str | int | float | bool | list | dict | type(None)) else v)
-            for k, v in plain.items()}  # fmt: skip
+    from tasker.config import redacted_settings
+
+    return redacted_settings(settings())
 
 
 @app.command("show")
