@@ -79,8 +79,8 @@ def handle_errors(function: Callable[P, R]) -> Callable[P, R]:
     """Turn the errors a user can cause or meet into one clear line on stderr and exit status 1 (no traceback).
 
     Tasker's typed errors (a bad template, an unreachable database, a missing task, a busy port), a YAML document
-    nested too deep for the parser (RecursionError), the OS refusing a file or a socket, an API that does not
-    answer. Anything else is a bug and keeps its traceback.
+    nested too deep for the parser (RecursionError), the OS refusing a file, an API that does not answer.
+    Anything else is a bug and keeps its traceback.
     """
 
     @functools.wraps(function)
@@ -94,6 +94,8 @@ def handle_errors(function: Callable[P, R]) -> Callable[P, R]:
         except RecursionError:
             raise fail("the input is nested too deeply to read (a hostile or broken document?)") from None
         except OSError as exc:
+            if exc.filename is None:
+                raise  # a socket or a device failing mid-run is a bug report: keep the traceback
             raise fail(str(exc)) from None
         except Exception as exc:
             httpx = sys.modules.get("httpx")  # loaded only when the command talked to an API
