@@ -147,6 +147,8 @@ def test_failed_steps_show_why_and_operators_act_on_them(db_url: str, tmp_path: 
     picture = ok(invoke(db_url, "task", "visualize", task))
     assert reason in picture
     assert reason in ok(invoke(db_url, "task", "visualize", task, "--format", "tree"))
+    chart = ok(invoke(db_url, "task", "visualize", task, "--format", "mermaid"))
+    assert f"%% fragile_step error: permanent_error: {reason}" in chart and "error<br/>permanent_error" in chart
     retrying = ok(invoke(db_url, "task", "get", made["retrying"]))
     assert "waiting_for_retry" in retrying and "retryable_error: the gateway is unavailable" in retrying
 

@@ -85,3 +85,10 @@ def test_busy_metrics_port_is_named(db_url: str, busy_port: int) -> None:
     for command in (["worker", "-n", "linear_workflow"], ["orchestrator"], ["serve", "-n", "x", "--no-api"]):
         result = run(db_url, *command, "--metrics-port", str(busy_port))
         one_line_error(result, f"port {busy_port}", "in use", "--metrics-port")
+
+
+def test_unreachable_api_and_unwritable_file_are_one_line(db_url: str, tmp_path: Path) -> None:
+    one_line_error(run(db_url, "task", "--api-url", "http://127.0.0.1:1", "list"), "cannot reach the Tasker API")
+    one_line_error(run(db_url, "health", "--api-url", "http://127.0.0.1:1"), "cannot reach the Tasker API")
+    target = tmp_path / "missing-dir" / "schema.md"
+    one_line_error(run(db_url, "db", "schema-doc", "-o", str(target)), str(target))

@@ -8,7 +8,6 @@ heavier (the engine, the store, pydantic settings, the API server) is imported i
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import functools
 import json
@@ -25,6 +24,8 @@ from rich.table import Column, Table
 from rich.text import Text
 
 if TYPE_CHECKING:
+    import asyncio
+
     from tasker.config import Settings
 
 P = ParamSpec("P")
@@ -48,6 +49,8 @@ def database_url() -> str:
 
 
 def run(coro: Coroutine[Any, Any, R]) -> R:
+    import asyncio
+
     return asyncio.run(coro)
 
 
@@ -76,8 +79,8 @@ def handle_errors(function: Callable[P, R]) -> Callable[P, R]:
     """Turn the errors a user can cause or meet into one clear line on stderr and exit status 1 (no traceback).
 
     Tasker's typed errors (a bad template, an unreachable database, a missing task, a busy port), a YAML document
-    nested too deep for the parser (RecursionError), the OS refusing a file or a socket, an API that does not
-    answer. Anything else is a bug and keeps its traceback.
+    nested too deep for the parser (RecursionError), the OS refusing a file, an API that does not answer.
+    Anything else is a bug and keeps its traceback.
     """
 
     @functools.wraps(function)
@@ -91,6 +94,8 @@ def handle_errors(function: Callable[P, R]) -> Callable[P, R]:
         except RecursionError:
             raise fail("the input is nested too deeply to read (a hostile or broken document?)") from None
         except OSError as exc:
+            if exc.filename is None:
+                raise  # a socket or a device failing mid-run is a bug report: keep the traceback
             raise fail(str(exc)) from None
         except Exception as exc:
             httpx = sys.modules.get("httpx")  # loaded only when the command talked to an API
@@ -130,14 +135,14 @@ def table(*columns: str | Column) -> Table:
 
 
 def _needed_width(shown: Table) -> int:
-    """The width at which every no-wrap column fits whole and each text column keeps up to 12 characters."""
+    """The width at which every no-wrap column fits whole and each text column keeps up to 16 characters."""
     total = 1  # the left border
     for column in shown.columns:
         longest = max(
             [Text.from_markup(c).cell_len if isinstance(c, str) else 12 for c in column.cells]
             + [Text.from_markup(str(column.header)).cell_len]
         )
-        total += (longest if column.no_wrap else min(longest, 12)) + 3  # padding either side and a border
+        total += (longest if column.no_wrap else min(longest, 16)) + 3  # padding either side and a border
     return total
 
 
@@ -183,6 +188,8 @@ def configure_logging(level: str) -> None:
 
 async def until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
     """Run ``main(stop)`` and set ``stop`` on SIGTERM or SIGINT, so services drain and exit cleanly."""
+    import asyncio
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -8,7 +8,6 @@ prints each workflow's DAG (dynamically created steps included) with per-step ti
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tasker.cli.common import handle_errors, settings
+from tasker.cli.common import handle_errors, run, settings
 
 if TYPE_CHECKING:
     from rich.tree import Tree
@@ -112,6 +111,8 @@ def _settled(state: str) -> bool:
 
 
 async def _run(url: str, orders: int) -> None:
+    import asyncio
+
     from tasker.engine.orchestrator import Orchestrator, OrchestratorConfig
     from tasker.store.db import connection
     from tasker.store.migrate import migrate
@@ -137,6 +138,8 @@ async def _run(url: str, orders: int) -> None:
 
 
 async def _create_and_follow(conn: Connection, batch: list[TaskRequest]) -> list[tuple[TaskRequest, UUID]]:
+    import asyncio
+
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from tasker.engine.task_requests import create_task
@@ -250,4 +253,4 @@ def demo(orders: Annotated[int, typer.Option(help="how many order workflows to r
     root = str(examples_dir().parent)
     if root not in sys.path:
         sys.path.insert(0, root)  # so `examples.handlers` imports
-    asyncio.run(_run(url, orders))
+    run(_run(url, orders))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import importlib
 import os
@@ -15,6 +14,8 @@ import typer
 from tasker.cli.common import database_url, ensure_port_free, handle_errors, run, settings, until_signalled
 
 if TYPE_CHECKING:
+    import asyncio
+
     from tasker.config import Settings
     from tasker.engine.orchestrator import OrchestratorConfig
 
@@ -98,7 +99,7 @@ def orchestrator(
 
     url = _prepare(log_level, None, metrics_port)
     service = Orchestrator(url, orchestrator_config(settings(), concurrency))
-    asyncio.run(until_signalled(service.run))
+    run(until_signalled(service.run))
 
 
 @handle_errors
@@ -123,7 +124,7 @@ def worker(
         env=settings().env,
         handler_allowed_modules=settings().handler_allowed_modules,
     )
-    asyncio.run(until_signalled(Worker(url, config).run))
+    run(until_signalled(Worker(url, config).run))
 
 
 @handle_errors
@@ -137,10 +138,13 @@ def serve(
     log_level: LogLevel = "info",
 ) -> None:
     """Run an orchestrator, a worker and the REST API in one process, for small deployments."""
+    import asyncio
+
     import uvicorn
 
     from tasker.api.app import create_app
     from tasker.engine.orchestrator import Orchestrator
+    from tasker.errors import ConfigurationError
     from tasker.worker.process import Worker, WorkerConfig
 
     current = settings()
@@ -166,13 +170,27 @@ def serve(
                 )
             )
 
+            async def api_until_stopped() -> None:
+                try:
+                    await server.serve()
+                except SystemExit:  # uvicorn exits when it cannot start (the port taken since we checked it)
+                    stop.set()  # the orchestrator and the worker drain and stop too
+                    raise ConfigurationError(
+                        f"the API could not start on {current.api_host}:{api_port} (port in use? see --port)"
+                    ) from None
+
             async def serve_api() -> None:
-                api_task = asyncio.create_task(server.serve())
-                await stop.wait()
+                api_task = asyncio.create_task(api_until_stopped())
+                stopped = asyncio.create_task(stop.wait())
+                await asyncio.wait([api_task, stopped], return_when=asyncio.FIRST_COMPLETED)
                 server.should_exit = True
+                stopped.cancel()
                 await api_task
 
             services.append(serve_api())
-        await asyncio.gather(*services)
+        outcomes = await asyncio.gather(*services, return_exceptions=True)
+        for outcome in outcomes:  # every service has drained; now report the first failure
+            if isinstance(outcome, BaseException):
+                raise outcome
 
-    asyncio.run(until_signalled(everything))
+    run(until_signalled(everything))
