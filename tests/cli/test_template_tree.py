@@ -54,3 +54,17 @@ def test_validate_lists_every_error_and_warns_about_ignored_keys(db_url: str, tm
     assert "ok " in result.stdout and "n/u:1.0.0" in result.stdout
     assert "warning:" in result.stderr and "key 'limit' is not used and is ignored" in result.stderr
     assert "backoff_base_ms 50 is below the documented minimum" in result.stderr
+
+
+def test_hostile_yaml_is_refused_in_one_line(db_url: str, tmp_path: Path) -> None:
+    """An alias bomb and 1000 nested brackets: each refused at once with one line naming the problem."""
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for previous, name in zip("abcdefgh", "bcdefghi", strict=True):
+        lines.append(f"{name}: &{name} [" + ",".join([f"*{previous}"] * 9) + "]")
+    (tmp_path / "bomb.yaml").write_text("\n".join(lines) + "\n")
+    (tmp_path / "deep.yaml").write_text("[" * 1000 + "\n")
+    for name, problem in (("bomb.yaml", "alias"), ("deep.yaml", "nesting deeper")):
+        result = invoke(db_url, "template", "validate", str(tmp_path / name))
+        assert result.exit_code == 1
+        assert result.stderr.count("\n") == 1 and problem in result.stderr and name in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
