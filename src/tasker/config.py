@@ -8,18 +8,61 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote, unquote
 
 import platformdirs
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+
+_CONNINFO_PASSWORD = re.compile(r"\bpassword\s*=\s*(?:'((?:[^'\\]|\\.)*)'?|(\S+))")
+_QUERY_PASSWORD = re.compile(r"[?&]password=([^&#\s]*)")
 
 
 def default_data_dir() -> Path:
     """Where the embedded PostgreSQL keeps its data when no database URL is given."""
     return Path(platformdirs.user_data_dir("tasker", appauthor=False))
+
+
+def _passwords(url: str) -> set[str]:
+    """Every spelling of the password a PostgreSQL URL or conninfo string carries, parseable or not."""
+    found: set[str] = set()
+    _, separator, rest = url.partition("://")
+    if separator and "@" in rest:
+        userinfo = rest.rsplit("@", 1)[0]  # up to the last "@": over-reach only hides more
+        if ":" in userinfo:
+            found.add(userinfo.split(":", 1)[1])
+    found.update(match.group(1) for match in _QUERY_PASSWORD.finditer(url))
+    for match in _CONNINFO_PASSWORD.finditer(url):
+        value = match.group(1) if match.group(1) is not None else match.group(2)
+        found.update({value, value.replace("\\'", "'").replace("\\\\", "\\")})
+    spellings = {form for password in found for form in (password, unquote(password), quote(password, safe=""))}
+    return {form for form in spellings if form}
+
+
+def redact_secrets(text: str, url: str | None) -> str:
+    """``text`` with every spelling of ``url``'s password replaced by ``***`` (libpq quotes URLs in its errors)."""
+    if not url:
+        return text
+    for secret in sorted(_passwords(url), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+def check_database_url(url: str) -> None:
+    """Raise ``ValueError`` naming what is wrong with a URL or conninfo string libpq cannot use, password hidden."""
+    try:
+        options = conninfo_to_dict(url)
+    except psycopg.ProgrammingError as exc:
+        raise ValueError(f"not a PostgreSQL URL or conninfo string: {redact_secrets(str(exc).strip(), url)}") from None
+    port = str(options.get("port") or "")
+    if any(part and not (part.isdigit() and 0 < int(part) < 65536) for part in port.split(",")):
+        raise ValueError(f"invalid port {port!r}: expected a number from 1 to 65535")
 
 
 class ApiKey(BaseModel):
@@ -33,7 +76,8 @@ class ApiKey(BaseModel):
 class Settings(BaseSettings):
     """Effective configuration of a Tasker process."""
 
-    model_config = SettingsConfigDict(env_prefix="TASKER_", extra="ignore")
+    # the values given are left out of validation errors: they may be secrets (URL passwords, keys)
+    model_config = SettingsConfigDict(env_prefix="TASKER_", extra="ignore", hide_input_in_errors=True)
 
     database_url: SecretStr | None = Field(
         default=None, description="PostgreSQL URL; without it an embedded PostgreSQL 18 is started"
@@ -86,6 +130,13 @@ class Settings(BaseSettings):
     api_url: str | None = Field(default=None, description="REST API base URL used by the CLI when set")
     api_key: SecretStr | None = Field(default=None, description="API key the CLI and client send")
     auth_token: SecretStr | None = Field(default=None, description="bearer token the CLI and client send")
+
+    @field_validator("database_url")
+    @classmethod
+    def _usable_database_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            check_database_url(value.get_secret_value())
+        return value
 
     @classmethod
     def settings_customise_sources(

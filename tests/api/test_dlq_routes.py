@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 
 import httpx
@@ -74,3 +75,31 @@ def test_dlq_errors(http: httpx.Client, db_url: str) -> None:
             "SELECT resolution_status FROM tasker.tasks_dlq WHERE dlq_entry_uuid = %s", [entry_uuid]
         ).fetchone()
     assert row == ("pending",), "a refused update writes nothing"
+
+
+def _stamps_of(rows: list[dict[str, object]]) -> list[tuple[str, str]]:
+    """Timestamps among the columns of each row (the snapshot is stored JSON and stays as it was written)."""
+    return [
+        (key, value)
+        for row in rows
+        for key, value in row.items()
+        if isinstance(value, str) and re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d", value)
+    ]
+
+
+def test_dlq_timestamps_carry_their_utc_offset(http: httpx.Client, db_url: str) -> None:
+    task_uuid = _stale_task(db_url)
+    entries = http.get("/v1/dlq").json()["entries"]
+    entry_uuid = entries[0]["dlq_entry_uuid"]
+    rows = [
+        *entries,
+        *http.get(f"/v1/dlq/task/{task_uuid}").json()["entries"],
+        http.get(f"/v1/dlq/entry/{entry_uuid}").json(),
+        http.patch(f"/v1/dlq/entry/{entry_uuid}", json={"resolution_status": "manually_resolved"}).json(),
+        *http.get("/v1/dlq/stats").json()["by_reason"],
+        *http.get("/v1/dlq/staleness").json()["tasks"],
+    ]
+    stamps = _stamps_of(rows)
+    assert {"dlq_timestamp", "created_at", "resolution_timestamp", "oldest_entry"} <= {key for key, _ in stamps}
+    naive = [(key, value) for key, value in stamps if not re.search(r"(Z|[+-]\d\d:\d\d)$", value)]
+    assert not naive, naive

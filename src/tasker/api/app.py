@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from starlette.routing import Match
 
 from tasker import service as operations
-from tasker.api import config_route, errors
+from tasker.api import config_route, errors, openapi
 from tasker.api import dlq as dlq_routes
 from tasker.api.auth import may, require
 from tasker.api.errors import ApiError
@@ -37,6 +37,7 @@ from tasker.store.db import Connection, create_pool
 
 M = TypeVar("M", bound=BaseModel)
 VERSION = "0.1.0"
+OPENAPI_URL = "/api-docs/openapi.json"
 
 
 def _body_doc(model: type[BaseModel]) -> dict[str, Any]:
@@ -64,14 +65,15 @@ def create_app(settings: Settings, *, database_url: str | None = None) -> FastAP
         version=VERSION,
         description="PostgreSQL-backed workflow orchestration (tasker-core compatible routes)",
         lifespan=lifespan,
-        openapi_url="/api-docs/openapi.json",
-        docs_url="/api-docs/ui",
+        openapi_url=OPENAPI_URL,
+        docs_url=None,  # served by tasker.api.openapi from the package's own assets
         redoc_url=None,
     )
     app.state.settings = settings
     app.state.transport = PgmqTransport()
     metrics = ApiMetrics()
     errors.install(app)
+    openapi.install(app, settings, openapi_url=OPENAPI_URL, docs_urls=("/docs", "/api-docs/ui"))
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)  # inside count_requests: 413s are counted
 
     @app.middleware("http")
@@ -136,6 +138,12 @@ def create_app(settings: Settings, *, database_url: str | None = None) -> FastAP
         response_model=wire.TaskResponse,
         dependencies=[Depends(require("tasks:create"))],
         openapi_extra=_body_doc(TaskRequest),
+        responses={
+            404: {"description": "no such template (namespace, name, version)"},
+            409: {"description": "a task with this identity exists; the message names it"},
+            422: {"description": "the context fails the template's input_schema; every field is listed"},
+            503: {"description": "backpressure: a queue the task would feed is full; see Retry-After"},
+        },
         tags=["tasks"],
     )
     async def create_task(request: Request) -> wire.TaskResponse:
@@ -188,6 +196,7 @@ def create_app(settings: Settings, *, database_url: str | None = None) -> FastAP
         "/v1/tasks/{task_uuid}",
         response_model=wire.TaskResponse,
         dependencies=[Depends(require("tasks:cancel"))],
+        responses={409: {"description": "the task cannot be cancelled in its state"}},
         tags=["tasks"],
     )
     async def cancel_task(request: Request, task_uuid: UUID) -> wire.TaskResponse:
@@ -232,6 +241,7 @@ def create_app(settings: Settings, *, database_url: str | None = None) -> FastAP
         "/v1/tasks/{task_uuid}/retry_failed",
         response_model=wire.TaskResponse,
         dependencies=[Depends(require("steps:resolve"))],
+        responses={409: {"description": "a step of the task cannot be retried in its state"}},
         tags=["steps"],
     )
     async def retry_failed(request: Request, task_uuid: UUID) -> wire.TaskResponse:
@@ -244,6 +254,7 @@ def create_app(settings: Settings, *, database_url: str | None = None) -> FastAP
         response_model=wire.StepResponse,
         dependencies=[Depends(require("steps:resolve"))],
         openapi_extra=_body_doc(wire.StepActionRequest),
+        responses={409: {"description": "the action is not allowed in the step's state"}},
         tags=["steps"],
     )
     async def act_on_step(request: Request, task_uuid: UUID, step_uuid: UUID) -> wire.StepResponse:
@@ -374,7 +385,12 @@ def create_app(settings: Settings, *, database_url: str | None = None) -> FastAP
     async def live() -> wire.HealthResponse:
         return wire.HealthResponse(status="alive", timestamp=now())
 
-    @app.get("/health/ready", response_model=wire.HealthResponse, tags=["health"], responses={503: {}})
+    @app.get(
+        "/health/ready",
+        response_model=wire.HealthResponse,
+        tags=["health"],
+        responses={503: {"model": wire.HealthResponse, "description": "not ready: the database check failed"}},
+    )
     async def ready(request: Request, response: Response) -> wire.HealthResponse:
         check = await database_check(request)
         if check.status != "healthy":
@@ -382,7 +398,12 @@ def create_app(settings: Settings, *, database_url: str | None = None) -> FastAP
         status = "ready" if check.status == "healthy" else "not_ready"
         return wire.HealthResponse(status=status, timestamp=now(), checks={"web_database": check}, info=info(request))
 
-    @app.get("/health/detailed", response_model=wire.HealthResponse, tags=["health"], responses={503: {}})
+    @app.get(
+        "/health/detailed",
+        response_model=wire.HealthResponse,
+        tags=["health"],
+        responses={503: {"model": wire.HealthResponse, "description": "not ready: the database check failed"}},
+    )
     async def detailed(request: Request, response: Response) -> wire.HealthResponse:
         check = await database_check(request)
         extra: dict[str, Any] = {}

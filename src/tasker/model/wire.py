@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from tasker.model.requests import TaskRequest
 
@@ -34,6 +34,15 @@ __all__ = [
 ]
 
 
+def _as_utc(value: datetime) -> datetime:
+    """The database's ``timestamp`` columns hold UTC without saying so; a wire timestamp always says it."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# a timestamp sent and read with its UTC offset (``2026-12-02T13:00:00Z``); naive values are taken as UTC
+UtcDateTime = Annotated[datetime, AfterValidator(_as_utc)]
+
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -53,9 +62,9 @@ class StepResponse(_Body):
     step_uuid: UUID
     task_uuid: UUID
     name: str
-    created_at: datetime
-    updated_at: datetime
-    completed_at: datetime | None = None
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
+    completed_at: UtcDateTime | None = None
     results: Any = None
     current_state: str
     dependencies_satisfied: bool
@@ -65,9 +74,9 @@ class StepResponse(_Body):
     completed_parents: int
     attempts: int
     max_attempts: int
-    last_failure_at: datetime | None = None
-    next_retry_at: datetime | None = None
-    last_attempted_at: datetime | None = None
+    last_failure_at: UtcDateTime | None = None
+    next_retry_at: UtcDateTime | None = None
+    last_attempted_at: UtcDateTime | None = None
 
 
 class TaskResponse(_Body):
@@ -76,9 +85,9 @@ class TaskResponse(_Body):
     namespace: str
     version: str
     status: str
-    created_at: datetime
-    updated_at: datetime
-    completed_at: datetime | None = None
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
+    completed_at: UtcDateTime | None = None
     context: dict[str, Any] | None = Field(
         default_factory=dict, description="the task's context; null for callers without tasks:context_read"
     )
@@ -183,7 +192,7 @@ class StepAuditResponse(_Body):
     workflow_step_uuid: UUID
     transition_uuid: UUID
     task_uuid: UUID
-    recorded_at: datetime
+    recorded_at: UtcDateTime
     worker_uuid: UUID | None = None
     correlation_id: UUID | None = None
     success: bool
@@ -261,8 +270,8 @@ class AnalyticsPerformance(_Body):
     tasks_per_hour: float
     steps_per_hour: float
     system_health_score: float
-    analysis_period_start: datetime
-    calculated_at: datetime
+    analysis_period_start: UtcDateTime
+    calculated_at: UtcDateTime
 
 
 class SlowStep(_Body):
@@ -275,7 +284,7 @@ class SlowStep(_Body):
     execution_count: int
     error_count: int
     error_rate: float
-    last_executed_at: datetime | None = None
+    last_executed_at: UtcDateTime | None = None
 
 
 class SlowTask(_Body):
@@ -288,7 +297,7 @@ class SlowTask(_Body):
     average_step_count: float
     error_count: int
     error_rate: float
-    last_executed_at: datetime | None = None
+    last_executed_at: UtcDateTime | None = None
 
 
 class SystemHealthCounts(_Body):
@@ -318,7 +327,7 @@ class HealthCheck(_Body):
 
 class HealthResponse(_Body):
     status: str
-    timestamp: datetime
+    timestamp: UtcDateTime
     checks: dict[str, HealthCheck] = Field(default_factory=dict)
     info: dict[str, Any] = Field(default_factory=dict)
 
@@ -339,13 +348,15 @@ class DlqEntry(_Body):
     task_uuid: UUID
     original_state: str
     dlq_reason: str
-    dlq_timestamp: datetime
+    dlq_timestamp: UtcDateTime
     resolution_status: str
-    resolution_timestamp: datetime | None = None
+    resolution_timestamp: UtcDateTime | None = None
     resolution_notes: str | None = None
     resolved_by: str | None = None
     task_snapshot: dict[str, Any] = Field(default_factory=dict)
     metadata: dict[str, Any] | None = None
+    created_at: UtcDateTime | None = None
+    updated_at: UtcDateTime | None = None
 
 
 class DlqListResponse(_Body):

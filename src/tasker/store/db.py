@@ -11,11 +11,20 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from tasker.errors import DatabaseUnavailableError
+from tasker.config import check_database_url, redact_secrets
+from tasker.errors import ConfigurationError, DatabaseUnavailableError
 
 Connection = psycopg.AsyncConnection[dict[str, Any]]
 
 CONNECT_OPTIONS = "-c TimeZone=UTC -c plan_cache_mode=force_generic_plan"
+
+
+def _unavailable(exc: psycopg.Error, url: str) -> DatabaseUnavailableError:
+    """The error to raise instead of ``exc``: libpq may quote the URL, so its password is taken out of the text.
+
+    Raise it ``from None``: a chained cause would print psycopg's own message, password included.
+    """
+    return DatabaseUnavailableError(f"cannot connect to PostgreSQL: {redact_secrets(str(exc).strip(), url)}")
 
 
 async def connect(url: str, *, application_name: str = "tasker") -> Connection:
@@ -24,8 +33,8 @@ async def connect(url: str, *, application_name: str = "tasker") -> Connection:
         return await psycopg.AsyncConnection.connect(
             url, autocommit=True, row_factory=dict_row, options=CONNECT_OPTIONS, application_name=application_name
         )
-    except psycopg.OperationalError as exc:
-        raise DatabaseUnavailableError(f"cannot connect to PostgreSQL: {exc}") from exc
+    except (psycopg.OperationalError, psycopg.ProgrammingError) as exc:  # unreachable, or a malformed URL
+        raise _unavailable(exc, url) from None
 
 
 def create_pool(
@@ -48,6 +57,10 @@ def create_pool(
     backend the idle connections are all dead, and without the check each would fail one caller's statement (a
     worker's stored result, an orchestrator's batch) before the pool noticed.
     """
+    try:
+        check_database_url(url)  # a malformed URL fails here, not in the pool's background connection attempts
+    except ValueError as exc:
+        raise ConfigurationError(f"database URL: {exc}") from None
     options = CONNECT_OPTIONS if durable_commits else f"{CONNECT_OPTIONS} -c synchronous_commit=off"
     return AsyncConnectionPool(
         url,
