@@ -118,3 +118,7 @@ def test_cli_output_never_shows_the_password(url: str, command: list[str], tmp_p
         [str(tasker), *command], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False
     )
     assert SECRET not in done.stdout + done.stderr, done.stdout + done.stderr
+    if url == MALFORMED[0] and command != ["config", "show"]:
+        # a malformed URL is a configuration error: one line, no traceback
+        assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+        assert done.stderr.startswith("error (CONFIGURATION): invalid configuration: database_url"), done.stderr

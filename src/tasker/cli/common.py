@@ -98,6 +98,10 @@ def handle_errors(function: Callable[P, R]) -> Callable[P, R]:
                 raise  # a socket or a device failing mid-run is a bug report: keep the traceback
             raise fail(str(exc)) from None
         except Exception as exc:
+            pydantic = sys.modules.get("pydantic")  # loaded once settings are read
+            if pydantic is not None and isinstance(exc, pydantic.ValidationError):
+                problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())
+                raise fail(f"invalid configuration: {problems}", "CONFIGURATION") from None
             httpx = sys.modules.get("httpx")  # loaded only when the command talked to an API
             if httpx is not None and isinstance(exc, httpx.TransportError):
                 raise fail(f"cannot reach the Tasker API: {exc or type(exc).__name__}", "SERVICE_UNAVAILABLE") from None
