@@ -39,6 +39,7 @@ from tasker.model.ids import uuid7
 from tasker.model.machines import StepEvent
 from tasker.model.results import StepResult
 from tasker.model.states import StepState
+from tasker.model.template import TaskTemplate
 from tasker.store.db import Connection, create_pool
 from tasker.store.steps import (
     HeldMessage,
@@ -118,6 +119,7 @@ class Worker:
         self.worker_uuid = uuid7()
         self.queues = [worker_queue(ns) for ns in config.namespaces]
         self.templates = TemplateCache(config.env)
+        self._known_templates: dict[UUID, TaskTemplate] = {}
         self.running: dict[UUID, Claim] = {}
         self.steps_done = 0
         self._slot_freed = asyncio.Event()
@@ -445,9 +447,14 @@ class Worker:
             if not done.done():
                 done.set_result(None)
 
-    async def _template(self, named_task_uuid: UUID) -> Any:
-        async with self.pool.connection() as conn:
-            return await self.templates.get(conn, named_task_uuid)
+    async def _template(self, named_task_uuid: UUID) -> TaskTemplate:
+        """The task's template; a connection is taken (and checked) only the first time (templates never change)."""
+        template = self._known_templates.get(named_task_uuid)
+        if template is None:
+            async with self.pool.connection() as conn:
+                template = await self.templates.get(conn, named_task_uuid)
+            self._known_templates[named_task_uuid] = template
+        return template
 
     async def _execute(self, claim: Claim) -> Execution:
         row = claim.row
