@@ -196,6 +196,10 @@ class Worker:
             wakeups.clear(queue)
             try:
                 claims = await self._receive_and_claim(queue, free)
+            except psycopg.OperationalError as exc:  # the database is restarting or unreachable: no traceback
+                log.warning("claiming from %s failed (%s); retrying", queue, exc)
+                await asyncio.sleep(0.5)
+                continue
             except Exception:
                 log.exception("claiming from %s failed; retrying", queue)
                 await asyncio.sleep(0.5)
