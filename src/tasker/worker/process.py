@@ -179,7 +179,7 @@ class Worker:
                 background.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await background
-            self.leases.stop()
+            await asyncio.to_thread(self.leases.stop)
             await wakeups.stop()
             await self._pool.close()
             self._threads.shutdown()
