@@ -108,9 +108,10 @@ def _worker_in_a_thread(url: str, config: WorkerConfig) -> tuple[Worker, threadi
 
 
 async def test_an_async_handler_blocking_the_loop_keeps_its_lease(
-    conn: Connection, db_url: str, tmp_path: Path
+    conn: Connection, db_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     await register_worker_templates(conn)
+    caplog.set_level(logging.WARNING, logger="tasker.worker")
     run_file = tmp_path / "runs"
     config = WorkerConfig(namespaces=[NAMESPACE], concurrency=1, lease_seconds=2, env="test")
     first, thread, stop_first = _worker_in_a_thread(db_url, config)
@@ -134,3 +135,5 @@ async def test_an_async_handler_blocking_the_loop_keeps_its_lease(
     assert [t["to_state"] for t in await transitions(conn, step["workflow_step_uuid"])].count("in_progress") == 1
     assert len(lines(run_file)) == 1
     assert first.steps_done == 1
+    stalls = [r.getMessage() for r in caplog.records if "event loop has been blocked" in r.getMessage()]
+    assert stalls and "block_the_loop_step" in stalls[0], "the blocked loop was reported, naming the running step"

@@ -20,7 +20,7 @@ async def _listener_pids(conn: Connection) -> list[int]:
     rows = await (
         await conn.execute(
             "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            " AND query ILIKE 'LISTEN%%'"
+            " AND query ILIKE 'LISTEN%'"
         )
     ).fetchall()
     return [row["pid"] for row in rows]

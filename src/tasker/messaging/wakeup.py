@@ -118,8 +118,14 @@ class Wakeups:
                 if event is not None:
                     event.set()
                 elif note.channel in self._signals:
-                    self._signals[note.channel](note.payload)
+                    self._signal(note.channel, note.payload)
             await self._conn.execute("SELECT 1")  # silent for a while: is the connection still there?
+
+    def _signal(self, name: str, payload: str) -> None:
+        try:
+            self._signals[name](payload)
+        except Exception:  # a failing callback must not cost the listener its connection
+            log.exception("wake-up signal %s: its callback failed", name)
 
     async def _reconnect(self) -> Connection:
         delay, maximum = self._backoff

@@ -39,6 +39,7 @@ from tasker.model.ids import uuid7
 from tasker.model.machines import StepEvent
 from tasker.model.results import StepResult
 from tasker.model.states import StepState
+from tasker.model.template import TaskTemplate
 from tasker.store.db import Connection, create_pool
 from tasker.store.steps import (
     HeldMessage,
@@ -118,6 +119,7 @@ class Worker:
         self.worker_uuid = uuid7()
         self.queues = [worker_queue(ns) for ns in config.namespaces]
         self.templates = TemplateCache(config.env)
+        self._known_templates: dict[UUID, TaskTemplate] = {}
         self.running: dict[UUID, Claim] = {}
         self.steps_done = 0
         self._slot_freed = asyncio.Event()
@@ -177,7 +179,7 @@ class Worker:
                 background.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await background
-            self.leases.stop()
+            await asyncio.to_thread(self.leases.stop)
             await wakeups.stop()
             await self._pool.close()
             self._threads.shutdown()
@@ -194,6 +196,10 @@ class Worker:
             wakeups.clear(queue)
             try:
                 claims = await self._receive_and_claim(queue, free)
+            except psycopg.OperationalError as exc:  # the database is restarting or unreachable: no traceback
+                log.warning("claiming from %s failed (%s); retrying", queue, exc)
+                await asyncio.sleep(0.5)
+                continue
             except Exception:
                 log.exception("claiming from %s failed; retrying", queue)
                 await asyncio.sleep(0.5)
@@ -445,9 +451,14 @@ class Worker:
             if not done.done():
                 done.set_result(None)
 
-    async def _template(self, named_task_uuid: UUID) -> Any:
-        async with self.pool.connection() as conn:
-            return await self.templates.get(conn, named_task_uuid)
+    async def _template(self, named_task_uuid: UUID) -> TaskTemplate:
+        """The task's template; a connection is taken (and checked) only the first time (templates never change)."""
+        template = self._known_templates.get(named_task_uuid)
+        if template is None:
+            async with self.pool.connection() as conn:
+                template = await self.templates.get(conn, named_task_uuid)
+            self._known_templates[named_task_uuid] = template
+        return template
 
     async def _execute(self, claim: Claim) -> Execution:
         row = claim.row
