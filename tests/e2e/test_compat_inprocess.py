@@ -31,3 +31,25 @@ async def test_a_batchable_step_with_no_batches_and_no_worker_completes(conn: Co
     steps = {s["name"]: s["state"] for s in await task_steps(conn, created.task_uuid)}
     assert task["state"] == "complete", steps
     assert steps == {"split": "complete", "after": "complete"}
+
+
+EXPLICIT_RESOLVER = """
+name: explicit_resolver
+namespace_name: compat
+version: 1.0.0
+steps:
+  - name: only_registered
+    handler: { callable: tests.handlers.scenarios.Succeed, resolver: explicit_mapping }
+"""
+
+
+async def test_an_explicit_mapping_resolver_does_not_import(conn: Connection, db_url: str) -> None:
+    """The handler is importable, but the template says to look only in the registry: it is not found there."""
+    await template_register(conn, load_template_text(EXPLICIT_RESOLVER))
+    async with running(db_url, ["compat"]):
+        created = await create(conn, "compat", "explicit_resolver", {})
+        task = await wait_settled(conn, created.task_uuid)
+    [step] = await task_steps(conn, created.task_uuid)
+    assert task["state"] == "blocked_by_failures"
+    assert step["results"]["error"]["error_type"] == "handler_not_found"
+    assert "explicit_mapping" in step["results"]["error"]["message"]

@@ -164,11 +164,16 @@ def entry_point(handler: StepHandler, method: str | None) -> Callable[[StepConte
 
 
 def is_async_handler(
-    registry: HandlerRegistry, callable_name: str, method: str | None, allowed_modules: Sequence[str] | None = None
+    registry: HandlerRegistry,
+    callable_name: str,
+    method: str | None,
+    allowed_modules: Sequence[str] | None = None,
+    resolver: str | None = None,
 ) -> bool:
     """Whether the handler runs on the loop (then cancelling its task stops it) rather than in a thread."""
     try:
-        entry = entry_point(registry.resolve(callable_name, allowed_modules=allowed_modules), method)
+        handler = registry.resolve(callable_name, allowed_modules=allowed_modules, resolver=resolver)
+        entry = entry_point(handler, method)
     except LookupError:  # execute() reports a missing or refused handler as a permanent failure
         return False
     return inspect.iscoroutinefunction(entry)
@@ -244,10 +249,12 @@ async def execute(
     timeout_seconds: float | None,
     pool: HandlerThreads | None = None,
     allowed_modules: Sequence[str] | None = None,
+    resolver: str | None = None,
 ) -> Execution:
     started = time.perf_counter()
     try:
-        entry = entry_point(registry.resolve(callable_name, allowed_modules=allowed_modules), method)
+        handler = registry.resolve(callable_name, allowed_modules=allowed_modules, resolver=resolver)
+        entry = entry_point(handler, method)
     except HandlerNotAllowedError as exc:
         result = StepResult.failed(str(exc), error_type="handler_not_allowed", retryable=False)
         return Execution(result, _elapsed_ms(started))

@@ -491,7 +491,8 @@ class Worker:
         timeout = definition.timeout_seconds or self.config.default_timeout_seconds
         callable_name, method = definition.handler.callable, definition.handler.method
         claim.context = context
-        claim.handler_is_async = is_async_handler(self.registry, callable_name, method, self._allowed)
+        resolver = definition.handler.resolver
+        claim.handler_is_async = is_async_handler(self.registry, callable_name, method, self._allowed, resolver)
         claim.handler = asyncio.ensure_future(
             execute(
                 self.registry,
@@ -501,6 +502,7 @@ class Worker:
                 timeout_seconds=timeout,
                 pool=self._threads,
                 allowed_modules=self._allowed,
+                resolver=resolver,
             )
         )
         return await claim.handler

@@ -15,6 +15,8 @@ from typing import Any
 
 from tasker.worker.handler import StepHandler, function_handler
 
+RESOLVERS = ("explicit_mapping", "class_lookup", "class_constant")
+
 
 class HandlerNotFoundError(LookupError):
     """No handler is registered or importable under that name."""
@@ -41,15 +43,23 @@ class HandlerRegistry:
     def list_handlers(self) -> list[str]:
         return sorted(self._handlers)
 
-    def resolve(self, name: str, *, allowed_modules: Sequence[str] | None = None) -> StepHandler:
+    def resolve(
+        self, name: str, *, allowed_modules: Sequence[str] | None = None, resolver: str | None = None
+    ) -> StepHandler:
         """The handler for ``name``; imported (and cached) when it is a dotted path.
 
         With ``allowed_modules`` (module prefixes: ``myapp.handlers`` covers ``myapp.handlers.billing``) a dotted
-        path outside them is refused before anything is imported.
+        path outside them is refused before anything is imported. ``resolver`` is the template's
+        ``handler.resolver`` (tasker-core's names): ``explicit_mapping`` looks only in this registry,
+        ``class_lookup`` / ``class_constant`` only import the dotted path; without it, the registry, then the import.
         """
-        handler = self._handlers.get(name)
+        if resolver not in (None, *RESOLVERS):
+            raise HandlerNotFoundError(f"handler {name!r}: unknown resolver {resolver!r} (use {', '.join(RESOLVERS)})")
+        handler = self._handlers.get(name) if resolver in (None, "explicit_mapping") else None
         if handler is not None:
             return handler
+        if resolver == "explicit_mapping":
+            raise HandlerNotFoundError(f"handler {name!r}: resolver explicit_mapping, and no handler is registered so")
         if allowed_modules is not None:
             check_allowed(name, allowed_modules)
         handler = self._imported.get(name)
