@@ -53,3 +53,24 @@ async def test_an_explicit_mapping_resolver_does_not_import(conn: Connection, db
     assert task["state"] == "blocked_by_failures"
     assert step["results"]["error"]["error_type"] == "handler_not_found"
     assert "explicit_mapping" in step["results"]["error"]["message"]
+
+
+CHECKPOINT_YIELD = """
+name: yielding
+namespace_name: compat
+version: 1.0.0
+steps:
+  - name: count
+    handler: { callable: tests.handlers.checkpoint.YieldingCounter }
+"""
+
+
+async def test_a_returned_checkpoint_yield_is_stored_and_called_again(conn: Connection, db_url: str) -> None:
+    await template_register(conn, load_template_text(CHECKPOINT_YIELD))
+    async with running(db_url, ["compat"]):
+        created = await create(conn, "compat", "yielding", {})
+        task = await wait_settled(conn, created.task_uuid)
+    [step] = await task_steps(conn, created.task_uuid)
+    assert task["state"] == "complete"
+    assert step["results"]["result"] == {"sum": sum(range(30)), "resumed_from": 20, "attempt": 1}
+    assert [h["cursor"] for h in step["checkpoint"]["history"]] == [10, 20]

@@ -76,3 +76,16 @@ class Summarize(StepHandler):
     def call(self, context: StepContext) -> Any:
         workers = self.aggregate_worker_results(context, context.get_config("worker_template_name"))
         return {"items_processed": workers.items_processed, "workers": workers.worker_count}
+
+
+class YieldingCounter(StepHandler):
+    """tasker-core style: returns a checkpoint yield every 10 items and is called again from the cursor."""
+
+    def call(self, context: StepContext) -> Any:
+        start = int(context.checkpoint_cursor or 0)
+        total = int((context.checkpoint or {}).get("accumulated_results") or 0)
+        end = min(start + 10, 30)
+        total += sum(range(start, end))
+        if end < 30:
+            return self.checkpoint_yield(end, end, total)
+        return {"sum": total, "resumed_from": start, "attempt": context.attempt}

@@ -186,12 +186,34 @@ class StepContext:
         future.result(CHECKPOINT_SAVE_TIMEOUT_SECONDS)
         return _Done()
 
+    async def save_checkpoint(self, data: dict[str, Any]) -> None:
+        """Store a checkpoint from the worker's loop (used for tasker-core style checkpoint-yield results)."""
+        if self.checkpoint_saver is None:
+            self.checkpoint = {**data, "history": [*(self.checkpoint or {}).get("history", []), dict(data)]}
+            return
+        await self._save(data)
+
     async def _save(self, data: dict[str, Any]) -> None:
         assert self.checkpoint_saver is not None
         stored = await self.checkpoint_saver(data)
         if stored is None:
             raise CheckpointRejectedError(f"step {self.step_name}: checkpoint refused, this attempt no longer holds it")
         self.checkpoint = stored
+
+
+CHECKPOINT_YIELD_KEY = "checkpoint_yield"
+
+
+def checkpoint_yield_of(result: StepResult) -> dict[str, Any] | None:
+    """The checkpoint a handler's checkpoint-yield result carries, or None for an ordinary result."""
+    if not result.success or not result.metadata.get(CHECKPOINT_YIELD_KEY) or not isinstance(result.result, dict):
+        return None
+    value = result.result
+    return {
+        "cursor": value.get("cursor"),
+        "items_processed": int(value.get("items_processed") or 0),
+        "accumulated_results": value.get("accumulated_results"),
+    }
 
 
 class StepHandler:
@@ -276,6 +298,15 @@ class StepHandler:
         if not context.is_no_op:
             return None
         return StepResult.ok({**worker_result(0, batch_id=context.batch_inputs.batch_id), "no_op": True})
+
+    def checkpoint_yield(self, cursor: Any, items_processed: int, accumulated_results: Any = None) -> StepResult:
+        """tasker-core's checkpoint yield: *return* this from ``call`` to store progress and be called again at once
+        with ``context.checkpoint`` set (same attempt, lease kept), resuming from ``cursor``. The other style,
+        ``context.checkpoint_yield(...)`` inside a loop, stores progress without leaving the handler."""
+        return StepResult.ok(
+            {"cursor": cursor, "items_processed": items_processed, "accumulated_results": accumulated_results},
+            {CHECKPOINT_YIELD_KEY: True},
+        )
 
     def batch_worker_success(
         self,

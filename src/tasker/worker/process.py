@@ -61,11 +61,12 @@ from tasker.telemetry import (
     task_span,
 )
 from tasker.worker.executor import Execution, HandlerThreads, execute, is_async_handler
-from tasker.worker.handler import StepContext
+from tasker.worker.handler import CheckpointRejectedError, StepContext, checkpoint_yield_of
 from tasker.worker.leases import Lease, LeaseKeeper
 from tasker.worker.registry import HandlerRegistry, default_registry
 
 log = logging.getLogger("tasker.worker")
+MAX_CHECKPOINT_YIELDS = 100_000  # re-runs of a handler that returns checkpoint yields, in one attempt
 
 T = TypeVar("T")
 
@@ -493,19 +494,30 @@ class Worker:
         claim.context = context
         resolver = definition.handler.resolver
         claim.handler_is_async = is_async_handler(self.registry, callable_name, method, self._allowed, resolver)
-        claim.handler = asyncio.ensure_future(
-            execute(
-                self.registry,
-                callable_name,
-                method,
-                context,
-                timeout_seconds=timeout,
-                pool=self._threads,
-                allowed_modules=self._allowed,
-                resolver=resolver,
+        for _ in range(MAX_CHECKPOINT_YIELDS):
+            claim.handler = asyncio.ensure_future(
+                execute(
+                    self.registry,
+                    callable_name,
+                    method,
+                    context,
+                    timeout_seconds=timeout,
+                    pool=self._threads,
+                    allowed_modules=self._allowed,
+                    resolver=resolver,
+                )
             )
-        )
-        return await claim.handler
+            execution = await claim.handler
+            checkpoint = checkpoint_yield_of(execution.result)
+            if checkpoint is None or context.cancelled:
+                return execution
+            # tasker-core style: the handler returned a checkpoint yield; store it, then call it again from there
+            try:
+                await context.save_checkpoint(checkpoint)
+            except CheckpointRejectedError as exc:
+                return Execution(StepResult.failed(str(exc), error_type="checkpoint_rejected"), 0)
+        failure = f"the handler yielded a checkpoint {MAX_CHECKPOINT_YIELDS} times in one attempt without finishing"
+        return Execution(StepResult.failed(failure, error_type="checkpoint_yield_limit", retryable=False), 0)
 
     async def _save_checkpoint(self, claim: Claim, checkpoint: dict[str, Any]) -> dict[str, Any] | None:
         """A running handler's checkpoint, stored only while this claim still holds the step."""
