@@ -88,6 +88,18 @@ class Settings(BaseSettings):
     pool_min_size: int = Field(default=1, ge=0)
     pool_max_size: int = Field(default=10, ge=1)
 
+    # messaging (see README "RabbitMQ transport")
+    transport: str = Field(default="pgmq", pattern="^(pgmq|rabbitmq)$", description="pgmq or rabbitmq")
+    rabbitmq_url: SecretStr = Field(
+        default=SecretStr("amqp://guest:guest@127.0.0.1:5672/%2F"), description="AMQP URL of the RabbitMQ broker"
+    )
+    rabbitmq_prefetch: int = Field(default=20, ge=1, description="unacknowledged deliveries per consumer")
+    queue_prefix: str = Field(
+        default="",
+        pattern="^[A-Za-z0-9_.-]*$",
+        description="prepended to every broker queue name (RabbitMQ), e.g. one per environment or test run",
+    )
+
     # REST API (served by `tasker api`)
     api_host: str = Field(default="127.0.0.1", description="address `tasker api` binds")
     api_port: int = Field(default=8080, ge=1, le=65535, description="port `tasker api` binds")

@@ -28,7 +28,7 @@ from tasker.api.limits import BodyLimit
 from tasker.api.metrics import ApiMetrics
 from tasker.config import Settings
 from tasker.errors import ConfigurationError
-from tasker.messaging.pgmq import PgmqTransport
+from tasker.messaging.factory import make_transport
 from tasker.messaging.router import ORCHESTRATION_QUEUES, worker_queue
 from tasker.model import wire
 from tasker.model.requests import TaskRequest
@@ -58,6 +58,7 @@ def create_app(settings: Settings, *, database_url: str | None = None) -> FastAP
         try:
             yield
         finally:
+            await app.state.transport.close()
             await pool.close()
 
     app = FastAPI(
@@ -70,7 +71,7 @@ def create_app(settings: Settings, *, database_url: str | None = None) -> FastAP
         redoc_url=None,
     )
     app.state.settings = settings
-    app.state.transport = PgmqTransport()
+    app.state.transport = make_transport(settings, url)
     metrics = ApiMetrics()
     errors.install(app)
     openapi.install(app, settings, openapi_url=OPENAPI_URL, docs_urls=("/docs", "/api-docs/ui"))

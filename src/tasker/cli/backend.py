@@ -13,6 +13,7 @@ from uuid import UUID
 from tasker.cli.common import database_url, run, settings
 
 if TYPE_CHECKING:
+    from tasker.messaging.transport import Transport
     from tasker.model import wire
     from tasker.model.requests import TaskRequest
     from tasker.store.db import Connection
@@ -66,13 +67,27 @@ class DirectBackend:
 
         return run(_call())
 
+    def _with_transport(self, operation: Callable[[Connection, Transport], Awaitable[T]]) -> T:
+        """Run ``operation`` with the configured transport, closed afterwards (RabbitMQ: the outbox is flushed)."""
+        from tasker.messaging.factory import make_transport
+        from tasker.store.db import connection
+
+        async def _call() -> T:
+            transport = make_transport(settings(), self.url)
+            try:
+                async with connection(self.url) as conn:
+                    return await operation(conn, transport)
+            finally:
+                await transport.close()
+
+        return run(_call())
+
     def create_task(self, request: TaskRequest | dict[str, Any]) -> wire.TaskResponse:
         from tasker import service as operations
-        from tasker.messaging.pgmq import PgmqTransport
         from tasker.model.requests import TaskRequest
 
         parsed = request if isinstance(request, TaskRequest) else TaskRequest.model_validate(request)
-        return self._run(lambda conn: operations.create(conn, PgmqTransport(), parsed, env=self.env))
+        return self._with_transport(lambda conn, transport: operations.create(conn, transport, parsed, env=self.env))
 
     def list_tasks(
         self,
@@ -120,10 +135,9 @@ class DirectBackend:
         self, task_uuid: UUID | str, step_uuid: UUID | str, action: wire.StepActionRequest
     ) -> wire.StepResponse:
         from tasker import service as operations
-        from tasker.messaging.pgmq import PgmqTransport
 
-        return self._run(
-            lambda conn: operations.act_on_step(conn, PgmqTransport(), _uuid(task_uuid), _uuid(step_uuid), action)
+        return self._with_transport(
+            lambda conn, transport: operations.act_on_step(conn, transport, _uuid(task_uuid), _uuid(step_uuid), action)
         )
 
     def step_audit(self, task_uuid: UUID | str, step_uuid: UUID | str) -> list[wire.StepAuditResponse]:
@@ -133,9 +147,10 @@ class DirectBackend:
 
     def retry_failed(self, task_uuid: UUID | str) -> wire.TaskResponse:
         from tasker import service as operations
-        from tasker.messaging.pgmq import PgmqTransport
 
-        return self._run(lambda conn: operations.retry_failed(conn, PgmqTransport(), _uuid(task_uuid), actor="cli"))
+        return self._with_transport(
+            lambda conn, transport: operations.retry_failed(conn, transport, _uuid(task_uuid), actor="cli")
+        )
 
     def health(self, which: str = "") -> wire.HealthResponse:
         from datetime import UTC, datetime

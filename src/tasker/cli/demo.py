@@ -130,23 +130,23 @@ async def _run(url: str, orders: int) -> None:
         ]
         running = [asyncio.create_task(s) for s in services]
         try:
-            created = await _create_and_follow(conn, requests(orders))
+            created = await _create_and_follow(conn, url, requests(orders))
         finally:
             stop.set()
             await asyncio.gather(*running)
         await _report(conn, created)
 
 
-async def _create_and_follow(conn: Connection, batch: list[TaskRequest]) -> list[tuple[TaskRequest, UUID]]:
+async def _create_and_follow(conn: Connection, url: str, batch: list[TaskRequest]) -> list[tuple[TaskRequest, UUID]]:
     import asyncio
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from tasker.engine.task_requests import create_task
-    from tasker.messaging.pgmq import PgmqTransport
+    from tasker.messaging.factory import make_transport
     from tasker.store.tasks import task_get
 
-    transport = PgmqTransport()
+    transport = make_transport(settings(), url)
     created = []
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
@@ -159,6 +159,7 @@ async def _create_and_follow(conn: Connection, batch: list[TaskRequest]) -> list
             states = [(await task_get(conn, task_uuid))["state"] for _, task_uuid in created]
             progress.update(bar, completed=sum(_settled(s) for s in states))
             if all(_settled(s) for s in states) or time.monotonic() > deadline:
+                await transport.close()
                 return created
             await asyncio.sleep(0.1)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -16,11 +17,12 @@ from uuid import UUID
 
 from psycopg_pool import AsyncConnectionPool
 
+from tasker.config import load_settings
 from tasker.engine.finalizer import evaluate_task
 from tasker.engine.results import Applied, apply_results, dead_letter_result
 from tasker.engine.staleness import StalenessDefaults, sweep_periodically
 from tasker.engine.task_requests import consume_task_request
-from tasker.messaging.pgmq import PgmqTransport
+from tasker.messaging.factory import make_transport
 from tasker.messaging.router import ORCHESTRATION_QUEUES, STEP_RESULTS_QUEUE, TASK_REQUESTS_QUEUE
 from tasker.messaging.transport import Message, Transport
 from tasker.messaging.wakeup import IdleBackoff, Wakeups
@@ -66,7 +68,8 @@ class Orchestrator:
     def __init__(self, url: str, config: OrchestratorConfig | None = None, *, transport: Transport | None = None):
         self.url = url
         self.config = config or OrchestratorConfig()
-        self.transport: Transport = transport or PgmqTransport()
+        self._owns_transport = transport is None
+        self.transport: Transport = transport or make_transport(load_settings(), url)
         self.processor_uuid = uuid7()
         self.templates = TemplateCache(self.config.env)
         self.results_applied = 0
@@ -94,6 +97,7 @@ class Orchestrator:
         await wakeups.start()
         async with self.pool.connection() as conn:
             for queue in ORCHESTRATION_QUEUES:
+                self.transport.on_message(queue, functools.partial(wakeups.notify_local, queue))
                 await self.transport.ensure_queue(conn, queue)
         loops = [
             asyncio.create_task(self._consume(STEP_RESULTS_QUEUE, wakeups, self._apply_results), name="results"),
@@ -120,6 +124,8 @@ class Orchestrator:
             self._ready_wake.set()
             await asyncio.gather(*loops, return_exceptions=True)
             await wakeups.stop()
+            if self._owns_transport:
+                await self.transport.close()
             await self._pool.close()
             log.info("orchestrator %s stopped after %d results", self.processor_uuid, self.results_applied)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -88,6 +88,12 @@ class PgmqTransport:
     async def depth(self, conn: Connection, queue: str) -> int:
         row = await (await conn.execute(Q["queue_depth"], {"queue": queue})).fetchone()
         return int(row["depth"]) if row else 0
+
+    def on_message(self, queue: str, wake: Callable[[], None]) -> None:
+        """Nothing: a send NOTIFYs the queue's channel, which wakes the receive loop (messaging.wakeup)."""
+
+    async def close(self) -> None:
+        """Nothing to release: PGMQ lives in the caller's database."""
 
     async def advance(
         self,

@@ -36,3 +36,18 @@ TASK_SETTLED_CHANNEL = "tasker_task_settled"
 
 # Notified (payload: the task's uuid) when a task is cancelled, so workers can tell its running handlers.
 TASK_CANCELLED_CHANNEL = "tasker_task_cancelled"
+
+
+# The outbox of the RabbitMQ transport (tasker_ext.outbox) wakes its senders on this queue's channel
+# (``channel(OUTBOX_QUEUE)``): a pseudo-queue of PostgreSQL only, never declared on a broker.
+OUTBOX_QUEUE = "outbox"
+
+
+def broker_queue(prefix: str, queue: str) -> str:
+    """A queue's name on the broker: the configured prefix (empty in production; one per test run) and the name."""
+    return f"{prefix}{queue}"
+
+
+def dead_letter_names(broker_name: str) -> tuple[str, str]:
+    """The dead-letter exchange and queue of a broker queue, named as tasker-core's: ``<q>_dlx``, ``<q>_dlq``."""
+    return f"{broker_name}_dlx", f"{broker_name}_dlq"

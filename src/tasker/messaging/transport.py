@@ -7,7 +7,7 @@ transition: PGMQ sends in that same transaction; a broker transport would write 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 from uuid import UUID
@@ -65,6 +65,15 @@ class Transport(Protocol):
         ...
 
     async def depth(self, conn: Connection, queue: str) -> int: ...
+
+    def on_message(self, queue: str, wake: Callable[[], None]) -> None:
+        """Call ``wake`` when a message for ``queue`` arrives at this process (push transports; PGMQ's arrivals
+        wake the receive loop through LISTEN/NOTIFY instead)."""
+        ...
+
+    async def close(self) -> None:
+        """Release what the transport holds (broker connection, sender); nothing for PGMQ."""
+        ...
 
     async def advance(
         self,

@@ -30,7 +30,8 @@ from uuid import UUID
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from tasker.messaging.pgmq import PgmqTransport
+from tasker.config import load_settings
+from tasker.messaging.factory import make_transport
 from tasker.messaging.router import STEP_RESULTS_QUEUE, TASK_CANCELLED_CHANNEL, worker_queue
 from tasker.messaging.transport import Message, Transport
 from tasker.messaging.wakeup import IdleBackoff, Wakeups
@@ -116,7 +117,8 @@ class Worker:
         self.url = url
         self.config = config
         self.registry = registry or default_registry
-        self.transport: Transport = transport or PgmqTransport()
+        self._owns_transport = transport is None
+        self.transport: Transport = transport or make_transport(load_settings(), url)
         self.worker_uuid = uuid7()
         self.queues = [worker_queue(ns) for ns in config.namespaces]
         self.templates = TemplateCache(config.env)
@@ -158,6 +160,8 @@ class Worker:
             application_name="tasker-worker-wakeups",
         )
         await wakeups.start()
+        for queue in self.queues:
+            self.transport.on_message(queue, functools.partial(wakeups.notify_local, queue))
         async with self.pool.connection() as conn:
             for queue in [*self.queues, STEP_RESULTS_QUEUE]:  # results go there even before an orchestrator runs
                 await self.transport.ensure_queue(conn, queue)
@@ -182,6 +186,8 @@ class Worker:
                     await background
             await asyncio.to_thread(self.leases.stop)
             await wakeups.stop()
+            if self._owns_transport:
+                await self.transport.close()
             await self._pool.close()
             self._threads.shutdown()
             log.info("worker %s stopped after %d steps", self.worker_uuid, self.steps_done)
