@@ -13,13 +13,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 
-def start(db_url: str, *args: str, log_name: str = "process") -> subprocess.Popen[bytes]:
+def start(
+    db_url: str, *args: str, log_name: str = "process", extra_env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "TASKER_DATABASE_URL": db_url,
         "TASKER_ENV": "test",
         "PYTHONPATH": str(ROOT),
         "TASKER_LOG_FORMAT": "json",
+        **(extra_env or {}),
     }
     log = open(ROOT / ".cache" / f"{log_name}-{os.getpid()}-{len(args)}.log", "ab")  # noqa: SIM115
     return subprocess.Popen(
@@ -39,8 +42,10 @@ def stop(process: subprocess.Popen[bytes], timeout: float = 15.0) -> int:
 
 
 @contextmanager
-def services(db_url: str, *commands: list[str]) -> Iterator[list[subprocess.Popen[bytes]]]:
-    processes = [start(db_url, *command, log_name=command[0]) for command in commands]
+def services(
+    db_url: str, *commands: list[str], extra_env: dict[str, str] | None = None
+) -> Iterator[list[subprocess.Popen[bytes]]]:
+    processes = [start(db_url, *command, log_name=command[0], extra_env=extra_env) for command in commands]
     try:
         yield processes
     finally:

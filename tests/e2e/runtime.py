@@ -14,6 +14,7 @@ from uuid import UUID
 from tasker.engine.orchestrator import Orchestrator, OrchestratorConfig
 from tasker.engine.task_requests import CreatedTask, create_task
 from tasker.messaging.pgmq import PgmqTransport
+from tasker.messaging.transport import Transport
 from tasker.model.requests import TaskRequest
 from tasker.model.states import TaskState
 from tasker.store.db import Connection, connect
@@ -35,9 +36,17 @@ async def register_fixture_templates(conn: Connection) -> None:
     await template_register_paths(conn, TEMPLATES)
 
 
-async def create(conn: Connection, namespace: str, name: str, context: dict[str, Any], **extra: Any) -> CreatedTask:
+async def create(
+    conn: Connection,
+    namespace: str,
+    name: str,
+    context: dict[str, Any],
+    *,
+    transport: Transport | None = None,
+    **extra: Any,
+) -> CreatedTask:
     request = TaskRequest(namespace=namespace, name=name, version="1.0.0", context=context, **extra)
-    return await create_task(conn, PgmqTransport(), request, env="test")
+    return await create_task(conn, transport or PgmqTransport(), request, env="test")
 
 
 async def wait_settled(conn: Connection, task_uuid: UUID, timeout: float = 30.0) -> dict[str, Any]:

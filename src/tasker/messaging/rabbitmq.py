@@ -153,6 +153,9 @@ class RabbitMqTransport:
         return declared
 
     async def ensure_queue(self, conn: Connection, queue: str) -> None:
+        """Declare the queue, and start this process's sender: every process that uses queues publishes what the
+        outbox holds, also rows that a process killed after its commit left behind."""
+        await self._ensure_sender()
         if queue not in self._declared:
             publisher, _ = await self._channels()
             await self._declare(publisher, queue)
