@@ -228,20 +228,23 @@ class RabbitMqTransport:
                     delay = min(delay * 2, 0.1)
 
     async def _settle_committed(self) -> None:
+        """One look at the transactions waiting; those added meanwhile (while this awaited) wait for the next."""
         if self._settler_conn is None or self._settler_conn.closed:
             self._settler_conn = await connect(self._database_url, application_name="tasker-rabbitmq-settler")
-        statuses = await transaction_status_many(self._settler_conn, [p.xid for p in self._pending])
-        waiting: list[_Pending] = []
-        for pending in self._pending:
+        looked_at = list(self._pending)
+        statuses = await transaction_status_many(self._settler_conn, [p.xid for p in looked_at])
+        done: set[int] = set()
+        for pending in looked_at:
             status = statuses.get(pending.xid)
             if status == "in progress":
-                waiting.append(pending)
-            elif status == "committed":
+                continue
+            done.add(id(pending))
+            if status == "committed":
                 await self._apply(pending.ops)
                 if self._sender is not None:
                     self._sender.kick()
             # aborted (or unknown): nothing happened; the deliveries stay held for the caller's error path
-        self._pending = waiting
+        self._pending = [p for p in self._pending if id(p) not in done]
 
     async def _apply(self, ops: Sequence[tuple[int, Settlement]]) -> None:
         for msg_id, op in ops:
