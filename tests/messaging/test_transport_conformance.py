@@ -177,6 +177,19 @@ async def test_a_message_comes_back_after_its_consumer_dies(
     assert again.body == held.body
 
 
+async def test_a_message_left_unsettled_past_its_lease_comes_back(
+    kind: Kind, transports: list[Transport], conn: Connection, other: Connection
+) -> None:
+    """The consumer lives on but never settles (an error path left the message alone): after the lease, any
+    consumer, this one included, gets it again."""
+    transport = new(kind, transports)
+    await transport.ensure_queue(conn, QUEUE)
+    await transport.send_many(conn, QUEUE, [{"marker": "forgotten"}])
+    (first,) = await receive_until(transport, other, has("forgotten"), visibility_seconds=1)
+    (again,) = await receive_until(transport, other, has("forgotten"))
+    assert again.body == first.body and again.read_count > 1
+
+
 async def test_a_nack_with_a_delay_gives_the_message_back(
     kind: Kind, transports: list[Transport], conn: Connection, other: Connection
 ) -> None:

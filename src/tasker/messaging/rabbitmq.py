@@ -18,9 +18,12 @@ waits until PostgreSQL reports it committed (``pg_xact_status``). An aborted tra
 message stays held by this consumer, and the caller's error path decides (a failed result is re-sent with
 ``record_failure``; a worker retries its store).
 
-The lease. There is no visibility timeout: a delivery is held until it is settled or the consumer's connection
-closes (the process died, or the broker restarted), and then the broker delivers it again, to any consumer.
-``extend_many`` is therefore a no-op. The database claim fence (claim token, attempt) makes the duplicate harmless.
+The lease. A delivery is held until it is settled or the consumer's connection closes (the process died, or the
+broker restarted), and then the broker delivers it again, to any consumer. Within a live process the lease is also
+kept as PGMQ's visibility timeout is: ``receive`` gives each delivery a deadline ``visibility_seconds`` ahead,
+``extend_many`` pushes it back (a local deadline only), and a delivery still unsettled past it is handed back to the
+broker (requeued), so a message that an error path left alone is retried instead of held until the process ends.
+The database claim fence (claim token, attempt) makes every redelivery harmless.
 Delays (``nack_many`` with a delay, ``record_failure``) are a re-send through the outbox with a not-before time,
 then an ack of the original after commit. Dead-lettering rejects the delivery without requeue, which the broker
 routes through ``<queue>_dlx`` to ``<queue>_dlq`` (declared with every queue, as tasker-core's).
@@ -34,6 +37,8 @@ import functools
 import itertools
 import json
 import logging
+import math
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -77,6 +82,8 @@ class _Held:
     delivery: AbstractIncomingMessage
     body: dict[str, Any]
     read_count: int
+    deadline: float = math.inf  # the lease: handed out by receive() until then (monotonic), renewed by extend_many
+    settling: bool = False  # a settlement waits for its transaction: the lease no longer matters
 
 
 @dataclass
@@ -206,6 +213,7 @@ class RabbitMqTransport:
                 self._sender.kick()
             return
         xid = await transaction_id_current(conn)
+        self._mark_settling(ops, True)
         self._pending.append(_Pending(xid, ops))
         if self._settler is None:
             self._settler = asyncio.create_task(self._settle_loop(), name="tasker-rabbitmq-settler")
@@ -243,8 +251,15 @@ class RabbitMqTransport:
                 await self._apply(pending.ops)
                 if self._sender is not None:
                     self._sender.kick()
-            # aborted (or unknown): nothing happened; the deliveries stay held for the caller's error path
+            else:  # aborted (or unknown): nothing happened; the deliveries stay held for the caller's error path
+                self._mark_settling(pending.ops, False)
         self._pending = [p for p in self._pending if id(p) not in done]
+
+    def _mark_settling(self, ops: Sequence[tuple[int, Settlement]], settling: bool) -> None:
+        for msg_id, _ in ops:
+            held = self._held.get(msg_id)
+            if held is not None:
+                held.settling = settling
 
     async def _apply(self, ops: Sequence[tuple[int, Settlement]]) -> None:
         for msg_id, op in ops:
@@ -303,10 +318,26 @@ class RabbitMqTransport:
     async def receive(
         self, conn: Connection, queue: str, *, max_messages: int, visibility_seconds: int
     ) -> list[Message]:
-        """What the consumer has buffered (up to ``max_messages``); the lease is the delivery itself."""
+        """What the consumer has buffered (up to ``max_messages``), leased for ``visibility_seconds``."""
         await self._consume(queue)
+        await self._requeue_expired()
         buffer = self._buffers[queue]
-        return [buffer.popleft() for _ in range(min(max_messages, len(buffer)))]
+        taken = [buffer.popleft() for _ in range(min(max_messages, len(buffer)))]
+        deadline = time.monotonic() + visibility_seconds
+        for message in taken:
+            held = self._held.get(message.msg_id)
+            if held is not None:
+                held.deadline = deadline
+        return taken
+
+    async def _requeue_expired(self) -> None:
+        """Deliveries whose lease ran out unsettled (their holder's error path left them, or it stopped renewing)
+        go back to the broker, as a PGMQ message becomes visible again after its visibility timeout."""
+        now = time.monotonic()
+        expired = [m for m, h in list(self._held.items()) if h.deadline < now and not h.settling]
+        if expired:
+            log.info("%d delivery(ies) not settled within their lease: handed back to the broker", len(expired))
+            await self._apply([(m, "requeue") for m in expired])
 
     # --- settling -----------------------------------------------------------------------------------------------
 
@@ -366,7 +397,12 @@ class RabbitMqTransport:
         await self._settle(conn, [(m, "dead_letter") for m in msg_ids], sent=bool(resent))
 
     async def extend_many(self, conn: Connection, queue: str, msg_ids: Sequence[int], *, seconds: int) -> None:
-        """Nothing to do: a delivery is held until it is settled or its consumer's connection closes."""
+        """Renew the leases (local deadlines; no broker or database call, so the worker's lease thread may call it)."""
+        deadline = time.monotonic() + seconds
+        for msg_id in msg_ids:
+            held = self._held.get(msg_id)
+            if held is not None:
+                held.deadline = deadline
 
     async def depth(self, conn: Connection, queue: str) -> int:
         """Messages ready on the broker (a passive declare; deliveries held by consumers are not counted)."""
