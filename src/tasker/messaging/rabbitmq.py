@@ -38,6 +38,7 @@ import itertools
 import json
 import logging
 import math
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -103,12 +104,15 @@ class RabbitMqTransport:
         prefix: str = "",
         prefetch: int = 20,
         fallback_poll_seconds: float = 5.0,
+        connection_name: str | None = None,
     ) -> None:
         self._database_url = database_url
         self._rabbitmq_url = rabbitmq_url
         self._prefix = prefix
         self._prefetch = prefetch
         self._fallback_poll = fallback_poll_seconds
+        # how the broker lists this process's connection (rabbitmqctl list_connections, the management UI)
+        self.connection_name = connection_name or f"tasker:{prefix}:{os.getpid()}"
         self._ids = itertools.count(1)
         self._held: dict[int, _Held] = {}
         self._buffers: dict[str, deque[Message]] = {}
@@ -135,7 +139,7 @@ class RabbitMqTransport:
         async with self._broker_lock:
             if self._connection is None:
                 self._connection = await aio_pika.connect_robust(
-                    self._rabbitmq_url, client_properties={"connection_name": "tasker"}
+                    self._rabbitmq_url, client_properties={"connection_name": self.connection_name}
                 )
                 self._publisher = await self._connection.channel(publisher_confirms=True)
                 self._consumer = await self._connection.channel()
