@@ -111,7 +111,8 @@ async def create_task(
             steps=len(task.steps),
             enqueued=len(roots),
         ):
-            async with conn.transaction():
+            # pipelined: BEGIN goes out with the insert, the enqueue with the COMMIT (two round trips)
+            async with conn.pipeline(), conn.transaction():
                 await task_create(conn, task)
                 await apply_plans(conn, transport, [plan], metadata)
     except DuplicateTaskError:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 from uuid import UUID
 
 from tasker.store.db import Connection, Pending
@@ -94,4 +94,23 @@ class Transport(Protocol):
         a lost compare-and-swap is neither announced nor acked. ``lock_tasks`` (one per result, or None) names tasks
         to lock if free (the fast path): their results are stored but not announced, the caller applies them in
         its open transaction."""
+        ...
+
+
+@runtime_checkable
+class ClaimingTransport(Protocol):
+    """A transport whose queues live in the database can read and claim in one statement (one round trip fewer per
+    step); workers use it when their transport offers it."""
+
+    async def receive_and_claim(
+        self,
+        conn: Connection,
+        queue: str,
+        *,
+        max_messages: int,
+        visibility_seconds: int,
+        metadata: dict[str, str],
+        tokens: Sequence[str],
+    ) -> list[dict[str, Any]]:
+        """See ``store.steps.step_claim_from_queue``."""
         ...

@@ -7,8 +7,11 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from tasker.model.machines import StepEvent
+from tasker.model.states import StepState
 from tasker.store.db import Connection, Pending
 from tasker.store.queries import Q
 from tasker.store.transitions import StepAudit, StepChange, step_change_params
@@ -26,6 +29,43 @@ async def step_outcome_many_send(conn: Connection, step_uuids: Sequence[UUID]) -
     """:func:`step_outcome_many`, sent now and read later (see ``store.db.Pending``)."""
     cursor = await conn.execute(Q["step_outcome_many"], {"step_uuids": list(step_uuids)})
     return cursor.fetchall
+
+
+_CLAIM_FROM_QUEUE: dict[str, sql.Composed] = {}
+# The compare-and-swap constants of a first claim (enqueued → in_progress), from the code every transition uses.
+_FIRST_CLAIM = step_change_params([StepChange(UUID(int=0), StepState.ENQUEUED, [StepEvent.START], {})])
+
+
+async def step_claim_from_queue(
+    conn: Connection,
+    queue: str,
+    *,
+    max_messages: int,
+    visibility_seconds: int,
+    metadata: dict[str, str],
+    tokens: Sequence[str],
+) -> list[dict[str, Any]]:
+    """Read up to ``max_messages`` from a PGMQ queue and claim the first deliveries' steps, in one statement.
+
+    One row per message taken (oldest first): ``claimed`` rows carry the handler context (as
+    :func:`step_claim_many`) and their ``claim_token``; the others (redeliveries, lost races) only the message.
+    ``tokens`` holds at least ``max_messages`` fresh claim tokens."""
+    statement = _CLAIM_FROM_QUEUE.get(queue)
+    if statement is None:
+        statement = sql.SQL(Q["step_claim_from_queue"]).format(queue_table=sql.Identifier(f"q_{queue}"))
+        _CLAIM_FROM_QUEUE[queue] = statement
+    params: dict[str, Any] = {
+        "qty": max_messages,
+        "vt": visibility_seconds,
+        "tokens": list(tokens),
+        "metadata": Jsonb(metadata),
+        **{
+            name: _FIRST_CLAIM[name][0]
+            for name in ("in_process", "processed", "stamp_processed_at", "count_attempt", "reset_attempts")
+        },
+        "path": _FIRST_CLAIM["paths"][0],
+    }
+    return await (await conn.execute(statement, params)).fetchall()
 
 
 async def step_claim_view_many(conn: Connection, step_uuids: Sequence[UUID]) -> dict[UUID, dict[str, Any]]:

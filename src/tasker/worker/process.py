@@ -33,7 +33,7 @@ from psycopg_pool import AsyncConnectionPool
 from tasker.engine.results import AppliedBatch, apply_stored
 from tasker.messaging.pgmq import PgmqTransport
 from tasker.messaging.router import STEP_RESULTS_QUEUE, TASK_CANCELLED_CHANNEL, worker_queue
-from tasker.messaging.transport import Message, Transport
+from tasker.messaging.transport import ClaimingTransport, Message, Transport
 from tasker.messaging.wakeup import IdleBackoff, Wakeups
 from tasker.model.dynamic import worker_result
 from tasker.model.ids import uuid7
@@ -230,6 +230,8 @@ class Worker:
                 task.add_done_callback(handlers.discard)
 
     async def _receive_and_claim(self, queue: str, free: int) -> list[Claim]:
+        if isinstance(self.transport, ClaimingTransport):
+            return await self._receive_and_claim_at_once(self.transport, queue, free)
         async with self.pool.connection() as conn:
             received_at = time.monotonic()  # the lease (visibility timeout) runs from here
             messages = await self.transport.receive(
@@ -242,6 +244,39 @@ class Worker:
             claimed = {c.message.msg_id for c in claims}
             others = [m for m in messages if m.msg_id not in claimed]
             if others:  # redeliveries and lost races: look at each step before deciding
+                claims += await self._claim(conn, queue, others)
+            for claim in claims:
+                claim.received_at = received_at
+            return claims
+
+    async def _receive_and_claim_at_once(self, transport: ClaimingTransport, queue: str, free: int) -> list[Claim]:
+        """Read and claim first deliveries in one statement; redeliveries and lost races go the long way."""
+        async with self.pool.connection() as conn:
+            received_at = time.monotonic()  # the lease (visibility timeout) runs from here
+            rows = await transport.receive_and_claim(
+                conn,
+                queue,
+                max_messages=free,
+                visibility_seconds=self.config.lease_seconds,
+                metadata={"worker_uuid": str(self.worker_uuid)},
+                tokens=[new_claim_token() for _ in range(free)],
+            )
+            won = [row for row in rows if row["claimed"]]
+            self._count_claims(won, "fresh")
+            claims = [
+                Claim(
+                    Message(row["msg_id"], queue, row["message"], row["read_ct"]),
+                    row["workflow_step_uuid"],
+                    row["attempts"],
+                    row,
+                    token=row["claim_token"],
+                )
+                for row in won
+            ]
+            others = [
+                Message(row["msg_id"], queue, row["message"], row["read_ct"]) for row in rows if not row["claimed"]
+            ]
+            if others:
                 claims += await self._claim(conn, queue, others)
             for claim in claims:
                 claim.received_at = received_at
