@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from tasker.cli.common import console, handle_errors, print_json, run, settings, show_table, table
+from tasker.cli.common import console, database_url, handle_errors, print_json, run, settings, show_table, table
 
 if TYPE_CHECKING:
     from tasker.store.db import Connection
@@ -38,9 +38,10 @@ def _json(text: str, option: str, kind: type) -> Any:
 @asynccontextmanager
 async def _connection() -> AsyncIterator[Connection]:
     """A connection to a migrated database (the schedules' tables may be newer than the database)."""
+    from tasker.store.db import connection
     from tasker.store.migrate import migrate
 
-    async with _connection() as conn:
+    async with connection(database_url()) as conn:
         await migrate(conn)
         yield conn
 
