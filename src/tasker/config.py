@@ -135,6 +135,13 @@ class Settings(BaseSettings):
     retention_interval_seconds: float = Field(default=3600.0, gt=0)
     retention_batch_size: int = Field(default=500, ge=1, le=10_000)
 
+    # workers
+    worker_fast_path: bool = Field(
+        default=True,
+        description="a worker applies a successful result itself when its task's lock is free (off: always "
+        "through an orchestrator)",
+    )
+
     # clients (CLI): talk to this API instead of the database when set
     api_url: str | None = Field(default=None, description="REST API base URL used by the CLI when set")
     api_key: SecretStr | None = Field(default=None, description="API key the CLI and client send")
