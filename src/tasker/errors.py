@@ -91,3 +91,9 @@ class LostRaceError(TaskerError):
     """Another process changed the state first; nothing was written."""
 
     code = "CONFLICT"
+
+
+class InvalidEventQueryError(TaskerError):
+    """The domain event query is invalid."""
+
+    code = "BAD_REQUEST"

@@ -66,7 +66,5 @@ async def test_cancel_reaches_a_running_handler(conn: Connection, db_url: str, t
     steps = await _steps(conn, created.task_uuid)
     assert steps["long"]["state"] == "cancelled" and steps["long"]["results"] is None, "late result not applied"
     assert steps["after"]["state"] == "cancelled" and steps["after"]["attempts"] == 0, "no later step ran"
-    queued = await (
-        await conn.execute("SELECT count(*) AS n FROM pgmq.q_worker_runtime_checks_queue")
-    ).fetchone()
+    queued = await (await conn.execute("SELECT count(*) AS n FROM pgmq.q_worker_runtime_checks_queue")).fetchone()
     assert queued is not None and queued["n"] == 0, "the cancelled step's message was acknowledged"

@@ -112,9 +112,7 @@ async def test_a_huge_retry_after_is_clamped_and_the_step_waits(registered: Conn
     step = await _only_step(registered, created.task_uuid)
     assert step["backoff_request_seconds"] == MAX_RETRY_AFTER_SECONDS
     assert step["results"]["error"]["retry_after_seconds"] == MAX_RETRY_AFTER_SECONDS
-    left = await (
-        await registered.execute("SELECT count(*) AS n FROM pgmq.q_orchestration_step_results")
-    ).fetchone()
+    left = await (await registered.execute("SELECT count(*) AS n FROM pgmq.q_orchestration_step_results")).fetchone()
     assert left is not None and left["n"] == 0, "the result message was not consumed"
 
 
