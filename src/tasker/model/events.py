@@ -14,6 +14,8 @@ is turned into a regular expression here and into a SQL ``LIKE`` for the store, 
 
 from __future__ import annotations
 
+import functools
+import json
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -146,16 +148,24 @@ def envelope(
     }
 
 
+@functools.lru_cache(maxsize=256)
+def _validator(schema_json: str) -> Draft202012Validator:
+    """A checked validator per distinct schema (templates repeat them for every result)."""
+    schema = json.loads(schema_json)
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
 def schema_problem(declaration: EventDeclaration, payload: Any) -> str | None:
     """Why ``payload`` breaks the declaration's JSON Schema (or why the schema itself is broken); None when it
     conforms or nothing is declared."""
     if not declaration.schema_:
         return None
     try:
-        validator = Draft202012Validator(declaration.schema_)
-        error = next(iter(validator.iter_errors(payload)), None)
+        validator = _validator(json.dumps(declaration.schema_, sort_keys=True))
     except SchemaError as exc:
         return f"its schema is not valid JSON Schema: {exc.message}"
+    error = next(iter(validator.iter_errors(payload)), None)
     if error is None:
         return None
     where = "/" + "/".join(str(p) for p in error.absolute_path)
