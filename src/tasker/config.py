@@ -126,6 +126,13 @@ class Settings(BaseSettings):
     staleness_steps_in_process_minutes: int = Field(default=30, ge=1)
     staleness_task_max_lifetime_hours: int = Field(default=24, ge=1)
 
+    # workers
+    worker_fast_path: bool = Field(
+        default=True,
+        description="a worker applies a successful result itself when its task's lock is free (off: always "
+        "through an orchestrator)",
+    )
+
     # clients (CLI): talk to this API instead of the database when set
     api_url: str | None = Field(default=None, description="REST API base URL used by the CLI when set")
     api_key: SecretStr | None = Field(default=None, description="API key the CLI and client send")

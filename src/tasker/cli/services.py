@@ -123,6 +123,7 @@ def worker(
         lease_seconds=lease_seconds,
         env=settings().env,
         handler_allowed_modules=settings().handler_allowed_modules,
+        fast_path=settings().worker_fast_path,
     )
     run(until_signalled(Worker(url, config).run))
 
@@ -154,7 +155,11 @@ def serve(
     url = _prepare(log_level, imports, metrics_port)
     orchestrator_service = Orchestrator(url, orchestrator_config(current))
     worker_config = WorkerConfig(
-        namespace, concurrency, env=current.env, handler_allowed_modules=current.handler_allowed_modules
+        namespace,
+        concurrency,
+        env=current.env,
+        handler_allowed_modules=current.handler_allowed_modules,
+        fast_path=current.worker_fast_path,
     )
     worker_service = Worker(url, worker_config)
 

@@ -11,9 +11,9 @@ from psycopg.types.json import Jsonb
 
 from tasker.messaging.router import channel
 from tasker.messaging.transport import Message
-from tasker.store.db import Connection
+from tasker.store.db import Connection, Pending
 from tasker.store.queries import Q
-from tasker.store.steps import HeldMessage, step_result_store_many
+from tasker.store.steps import HeldMessage, StoredResults, step_result_store_many
 from tasker.store.tasks import Delivery, task_advance_many
 from tasker.store.transitions import StepChange, TaskChange
 
@@ -107,8 +107,19 @@ class PgmqTransport:
         )
 
     async def store_results(
-        self, conn: Connection, results: Sequence[StepChange], held: Sequence[HeldMessage], *, results_queue: str
-    ) -> set[UUID]:
+        self,
+        conn: Connection,
+        results: Sequence[StepChange],
+        held: Sequence[HeldMessage],
+        *,
+        results_queue: str,
+        lock_tasks: Sequence[UUID | None] = (),
+    ) -> Pending[StoredResults]:
         return await step_result_store_many(
-            conn, results, held, results_queue=results_queue, results_channel=channel(results_queue)
+            conn,
+            results,
+            held,
+            results_queue=results_queue,
+            results_channel=channel(results_queue),
+            lock_tasks=lock_tasks,
         )

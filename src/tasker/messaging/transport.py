@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from uuid import UUID
 
-from tasker.store.db import Connection
-from tasker.store.steps import HeldMessage
+from tasker.store.db import Connection, Pending
+from tasker.store.steps import HeldMessage, StoredResults
 from tasker.store.tasks import Delivery
 from tasker.store.transitions import StepChange, TaskChange
 
@@ -81,8 +81,17 @@ class Transport(Protocol):
         ...
 
     async def store_results(
-        self, conn: Connection, results: Sequence[StepChange], held: Sequence[HeldMessage], *, results_queue: str
-    ) -> set[UUID]:
-        """A worker's results: store them, announce them on ``results_queue``, acknowledge their step messages;
-        returns the steps whose results were stored (a lost compare-and-swap is neither announced nor acked)."""
+        self,
+        conn: Connection,
+        results: Sequence[StepChange],
+        held: Sequence[HeldMessage],
+        *,
+        results_queue: str,
+        lock_tasks: Sequence[UUID | None] = (),
+    ) -> Pending[StoredResults]:
+        """A worker's results (sent now, read by awaiting the answer): store them, announce them on
+        ``results_queue``, acknowledge their step messages;
+        a lost compare-and-swap is neither announced nor acked. ``lock_tasks`` (one per result, or None) names tasks
+        to lock if free (the fast path): their results are stored but not announced, the caller applies them in
+        its open transaction."""
         ...

@@ -30,6 +30,7 @@ from uuid import UUID
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from tasker.engine.results import AppliedBatch, apply_stored
 from tasker.messaging.pgmq import PgmqTransport
 from tasker.messaging.router import STEP_RESULTS_QUEUE, TASK_CANCELLED_CHANNEL, worker_queue
 from tasker.messaging.transport import Message, Transport
@@ -39,7 +40,7 @@ from tasker.model.events import DomainEvent
 from tasker.model.ids import uuid7
 from tasker.model.machines import StepEvent
 from tasker.model.results import StepResult
-from tasker.model.states import StepState
+from tasker.model.states import StepState, TaskState
 from tasker.model.template import TaskTemplate
 from tasker.store.db import Connection, create_pool
 from tasker.store.events import domain_event_store_with
@@ -49,17 +50,23 @@ from tasker.store.steps import (
     step_checkpoint_save_claimed,
     step_claim_many,
     step_claim_view_many,
+    step_outcome_many_send,
     step_result_late_record_many,
 )
 from tasker.store.template_cache import TemplateCache
 from tasker.store.transitions import StepAudit, StepChange
 from tasker.telemetry import (
     STEP_EXECUTION,
+    STEP_RESULTS_APPLIED_BY_WORKER,
+    STEP_RESULTS_PROCESSED,
     STEPS_ACTIVE,
     STEPS_CLAIMED,
     STEPS_EXECUTED,
     STEPS_FAILED,
     STEPS_SUCCEEDED,
+    TASKS_COMPLETED,
+    TASKS_FAILED,
+    record_task_span,
     task_span,
 )
 from tasker.worker.events import EventBus, StoredResult, default_bus, events_of, stored_events
@@ -86,6 +93,7 @@ class WorkerConfig:
     handler_allowed_modules: Sequence[str] | None = None  # import handlers only from these module prefixes
     store_retry_seconds: tuple[float, float] = (0.1, 2.0)  # backoff of a failed store: first delay, cap
     loop_stall_warning_seconds: float = 2.0  # warn when the event loop is blocked this long (an async handler)
+    fast_path: bool = True  # apply successful results here when their task's lock is free (engine.results)
 
 
 @dataclass
@@ -132,6 +140,7 @@ class Worker:
         self._completions: asyncio.Queue[tuple[str, Claim, Execution, asyncio.Future[None]]] = asyncio.Queue()
         self._stopping = False
         self._pool: AsyncConnectionPool[Connection] | None = None
+        self._wakeups: Wakeups | None = None
         self._threads = HandlerThreads(config.concurrency)
         self._allowed = list(config.handler_allowed_modules) if config.handler_allowed_modules is not None else None
         self.leases = LeaseKeeper(
@@ -163,6 +172,7 @@ class Worker:
             application_name="tasker-worker-wakeups",
         )
         await wakeups.start()
+        self._wakeups = wakeups
         async with self.pool.connection() as conn:
             for queue in [*self.queues, STEP_RESULTS_QUEUE]:  # results go there even before an orchestrator runs
                 await self.transport.ensure_queue(conn, queue)
@@ -555,19 +565,21 @@ class Worker:
         )
 
     async def _store_many(self, finished: list[tuple[str, Claim, Execution]]) -> None:
-        """Store results with their audit rows, tell the orchestrator and delete the step messages: one commit.
+        """Store results with their audit rows, and delete the step messages: one commit.
 
-        A result whose step moved on (cancelled, taken over after our lease ran out, or claimed again after a
-        database crash rolled our claim back) is not applied, and its message is left alone: it now belongs to
-        whoever holds the step.
+        Fast path (``WorkerConfig.fast_path``): a successful result whose task no one else has locked is applied
+        here, in the same transaction, by the orchestrator's own code (``engine.results.apply_stored``): the step
+        completes and the steps it made ready are enqueued, without a hop through an orchestrator. Every other
+        result is announced on the results queue for an orchestrator, which keeps retries, contended tasks, sweeps
+        and timeouts. A result whose step moved on (cancelled, taken over after our lease ran out, or claimed again
+        after a database crash rolled our claim back) is not applied, and its message is left alone: it now belongs
+        to whoever holds the step.
         """
         changes = [self._result_change(claim, execution) for _, claim, execution in finished]
         held = [HeldMessage(claim.step_uuid, queue, claim.message.msg_id) for queue, claim, _ in finished]
         events = self._events(finished, changes)
         async with self.pool.connection() as conn:
-            store = functools.partial(
-                self.transport.store_results, conn, changes, held, results_queue=STEP_RESULTS_QUEUE
-            )
+            store = functools.partial(self._store_and_apply, conn, finished, changes, held)
             stored = await domain_event_store_with(conn, events, store)  # durable events: in the store's transaction
             self.events.publish(stored_events(events, stored))  # fast events: committed results only
             late = [
@@ -577,6 +589,96 @@ class Worker:
             ]
             if late:
                 await self._record_late(conn, late)
+
+    async def _store_and_apply(
+        self,
+        conn: Connection,
+        finished: list[tuple[str, Claim, Execution]],
+        changes: list[StepChange],
+        held: list[HeldMessage],
+    ) -> set[UUID]:
+        """The stored steps. When applying here fails for a reason other than the connection, the transaction
+        rolls back whole and the results are stored again for an orchestrator, which handles results that keep
+        failing (retried with backoff, then dead-lettered) instead of this worker retrying them forever."""
+        lock_tasks = [
+            claim.row.get("task_uuid") if execution.result.success else None for _, claim, execution in finished
+        ]
+        if not self.config.fast_path or not any(lock_tasks):
+            return (
+                await (await self.transport.store_results(conn, changes, held, results_queue=STEP_RESULTS_QUEUE))()
+            ).stored
+        started = time.time_ns()
+        try:
+            stored, batch = await self._store_and_apply_here(conn, changes, held, lock_tasks)
+        except psycopg.OperationalError:
+            raise
+        except Exception:
+            log.exception("applying %d result(s) here failed; handing them to an orchestrator", len(finished))
+            return (
+                await (await self.transport.store_results(conn, changes, held, results_queue=STEP_RESULTS_QUEUE))()
+            ).stored
+        if batch is not None:
+            self._observe_applied(batch, finished, started, time.time_ns())
+        return stored
+
+    async def _store_and_apply_here(
+        self, conn: Connection, changes: list[StepChange], held: list[HeldMessage], lock_tasks: list[UUID | None]
+    ) -> tuple[set[UUID], AppliedBatch | None]:
+        """The fast path in one pipelined transaction: the store (taking the free task locks) and the outcome read
+        go out together, then ``apply_stored`` for the results whose task we locked; the outcomes are read in a
+        statement after the lock, so they see every commit made before it."""
+        async with conn.pipeline(), conn.transaction():
+            sent_store = await self.transport.store_results(
+                conn, changes, held, results_queue=STEP_RESULTS_QUEUE, lock_tasks=lock_tasks
+            )
+            succeeded = [change.step_uuid for change, task in zip(changes, lock_tasks, strict=True) if task]
+            sent_outcomes = await step_outcome_many_send(conn, succeeded)
+            result = await sent_store()
+            if not result.here:
+                return result.stored, None
+
+            async def outcomes_here() -> list[dict[str, Any]]:
+                return [row for row in await sent_outcomes() if row["workflow_step_uuid"] in result.here]
+
+            batch = await apply_stored(
+                conn,
+                self.transport,
+                self.templates,
+                list(result.here),
+                processor_uuid=self.worker_uuid,
+                outcomes=outcomes_here,
+            )
+        return result.stored, batch
+
+    def _observe_applied(
+        self, batch: AppliedBatch, finished: list[tuple[str, Claim, Execution]], started: int, ended: int
+    ) -> None:
+        """Metrics and spans of results applied here, as an orchestrator records them; steps made ready in our own
+        queues are claimed at once, without waiting for the NOTIFY to come back."""
+        STEP_RESULTS_APPLIED_BY_WORKER.inc(len(batch.applied))
+        rows = {claim.step_uuid: claim.row for _, claim, _ in finished}
+        for outcome in batch.applied:
+            row = rows.get(outcome.step_uuid) or {}
+            if row.get("correlation_id") is not None:
+                record_task_span(
+                    "step.result_processed",
+                    row["correlation_id"],
+                    started,
+                    ended,
+                    task_uuid=row.get("task_uuid"),
+                    step_uuid=outcome.step_uuid,
+                    processor_uuid=self.worker_uuid,
+                    batch=len(batch.applied),
+                )
+        for outcome in batch.applied:
+            STEP_RESULTS_PROCESSED.labels(str(outcome.step_state)).inc()
+            if outcome.task_state is TaskState.COMPLETE:
+                TASKS_COMPLETED.inc()
+            elif outcome.task_state is TaskState.BLOCKED_BY_FAILURES:
+                TASKS_FAILED.inc()
+        if self._wakeups is not None:
+            for queue in batch.queues & set(self.queues):
+                self._wakeups.notify_local(queue)
 
     def _events(self, finished: list[tuple[str, Claim, Execution]], changes: list[StepChange]) -> list[DomainEvent]:
         """The domain events these results publish once stored (tasker.worker.events); a lost attempt reported

@@ -65,7 +65,14 @@ JOIN tasker.task_namespaces ns ON ns.task_namespace_uuid = nt.task_namespace_uui
 -- result that loses (the step was cancelled, or taken over after its lease ran out) is neither announced nor
 -- acknowledged: its message now belongs to whoever holds the step. Each result names its claim's token
 -- (`expected_claim_token`), so a claim rolled back by a database crash and re-issued cannot be completed twice.
-WITH stored AS (
+-- The fast path: the tasks in `lock_tasks` are locked here if no one else holds them (SKIP LOCKED: never waits);
+-- the stored results of those tasks are not announced (`here`), the worker applies them in this transaction.
+WITH locked AS (
+    SELECT t.task_uuid FROM tasker.tasks t
+    WHERE t.task_uuid = ANY(%(lock_tasks)s::uuid[])
+    FOR NO KEY UPDATE SKIP LOCKED
+),
+stored AS (
     SELECT * FROM tasker.step_transition_many(
         %(step_uuids)s::uuid[], %(from_states)s::text[], %(paths)s::jsonb[], %(metadata)s::jsonb[],
         %(expected_attempts)s::int[], %(in_process)s::bool[], %(processed)s::bool[], %(stamp_processed_at)s::bool[],
@@ -74,15 +81,18 @@ WITH stored AS (
     )
 ),
 delivered AS (
-    SELECT s.workflow_step_uuid, s.task_uuid, m.queue, m.msg_id, m.correlation_id
+    SELECT s.workflow_step_uuid, s.task_uuid, m.queue, m.msg_id, m.correlation_id,
+           (m.may_lock AND s.task_uuid IN (SELECT task_uuid FROM locked)) AS here
     FROM stored s
-    JOIN unnest(%(step_uuids)s::uuid[], %(queues)s::text[], %(msg_ids)s::bigint[], %(correlation_ids)s::uuid[])
-         AS m(step_uuid, queue, msg_id, correlation_id) ON m.step_uuid = s.workflow_step_uuid
+    JOIN unnest(%(step_uuids)s::uuid[], %(queues)s::text[], %(msg_ids)s::bigint[], %(correlation_ids)s::uuid[],
+                %(may_lock)s::bool[])
+         AS m(step_uuid, queue, msg_id, correlation_id, may_lock) ON m.step_uuid = s.workflow_step_uuid
 ),
 payload AS (
     SELECT array_agg(jsonb_build_object('task_uuid', task_uuid, 'step_uuid', workflow_step_uuid,
                                         'correlation_id', correlation_id)) AS bodies
     FROM delivered
+    WHERE NOT here
     HAVING count(*) > 0
 ),
 sent AS (
@@ -94,7 +104,7 @@ acked AS (
     FROM (SELECT queue, array_agg(msg_id) AS ids FROM delivered GROUP BY queue) g
     CROSS JOIN LATERAL pgmq.delete(g.queue, g.ids)
 )
-SELECT d.workflow_step_uuid, (SELECT n FROM sent) AS sent, (SELECT n FROM acked) AS acked
+SELECT d.workflow_step_uuid, d.here, (SELECT n FROM sent) AS sent, (SELECT n FROM acked) AS acked
 FROM delivered d;
 
 -- name: task_ready_many
