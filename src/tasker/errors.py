@@ -101,3 +101,9 @@ class ScheduleConflictError(TaskerError):
     """A schedule with this name already exists."""
 
     code = "CONFLICT"
+
+
+class InvalidEventQueryError(TaskerError):
+    """The domain event query is invalid."""
+
+    code = "BAD_REQUEST"

@@ -22,6 +22,7 @@ from starlette.routing import Match
 from tasker import service as operations
 from tasker.api import config_route, errors, openapi
 from tasker.api import dlq as dlq_routes
+from tasker.api import events as event_routes
 from tasker.api.auth import may, require
 from tasker.api.errors import ApiError
 from tasker.api.limits import BodyLimit
@@ -351,6 +352,7 @@ def create_app(settings: Settings, *, database_url: str | None = None) -> FastAP
     # --- health and metrics (public) -------------------------------------------------------------------------
 
     dlq_routes.register(app, db, body_of)
+    event_routes.register(app, db)
     config_route.register(app, settings)
 
     def now() -> datetime:

@@ -36,12 +36,14 @@ from tasker.messaging.router import STEP_RESULTS_QUEUE, TASK_CANCELLED_CHANNEL, 
 from tasker.messaging.transport import ClaimingTransport, Message, Transport
 from tasker.messaging.wakeup import IdleBackoff, Wakeups
 from tasker.model.dynamic import worker_result
+from tasker.model.events import DomainEvent
 from tasker.model.ids import uuid7
 from tasker.model.machines import StepEvent
 from tasker.model.results import StepResult
 from tasker.model.states import StepState, TaskState
 from tasker.model.template import TaskTemplate
 from tasker.store.db import Connection, create_pool
+from tasker.store.events import domain_event_store_with
 from tasker.store.steps import (
     HeldMessage,
     LateResult,
@@ -67,6 +69,7 @@ from tasker.telemetry import (
     record_task_span,
     task_span,
 )
+from tasker.worker.events import EventBus, StoredResult, default_bus, events_of, stored_events
 from tasker.worker.executor import Execution, HandlerThreads, execute, is_async_handler
 from tasker.worker.handler import CheckpointRejectedError, StepContext, checkpoint_yield_of
 from tasker.worker.leases import Lease, LeaseKeeper
@@ -120,11 +123,13 @@ class Worker:
         *,
         registry: HandlerRegistry | None = None,
         transport: Transport | None = None,
+        event_bus: EventBus | None = None,
     ) -> None:
         self.url = url
         self.config = config
         self.registry = registry or default_registry
         self.transport: Transport = transport or PgmqTransport()
+        self.events = event_bus or default_bus  # in-process subscribers of fast domain events
         self.worker_uuid = uuid7()
         self.queues = [worker_queue(ns) for ns in config.namespaces]
         self.templates = TemplateCache(config.env)
@@ -607,8 +612,11 @@ class Worker:
         """
         changes = [self._result_change(claim, execution) for _, claim, execution in finished]
         held = [HeldMessage(claim.step_uuid, queue, claim.message.msg_id) for queue, claim, _ in finished]
+        events = self._events(finished, changes)
         async with self.pool.connection() as conn:
-            stored = await self._store_and_apply(conn, finished, changes, held)
+            store = functools.partial(self._store_and_apply, conn, finished, changes, held)
+            stored = await domain_event_store_with(conn, events, store)  # durable events: in the store's transaction
+            self.events.publish(stored_events(events, stored))  # fast events: committed results only
             late = [
                 (queue, claim, change)
                 for (queue, claim, _), change in zip(finished, changes, strict=True)
@@ -706,6 +714,16 @@ class Worker:
         if self._wakeups is not None:
             for queue in batch.queues & set(self.queues):
                 self._wakeups.notify_local(queue)
+
+    def _events(self, finished: list[tuple[str, Claim, Execution]], changes: list[StepChange]) -> list[DomainEvent]:
+        """The domain events these results publish once stored (tasker.worker.events); a lost attempt reported
+        for another worker has no template loaded here and publishes none."""
+        results = []
+        for (_, claim, _), change in zip(finished, changes, strict=True):
+            named_task = claim.row.get("named_task_uuid")
+            template = self._known_templates.get(named_task) if isinstance(named_task, UUID) else None
+            results.append(StoredResult(template, claim.row, claim.attempts, change.results))
+        return events_of(results, worker_id=str(self.worker_uuid))
 
     async def _record_late(self, conn: Connection, late: list[tuple[str, Claim, StepChange]]) -> None:
         """Results whose step moved on are recorded in the audit trail, not applied; the messages of steps that are
