@@ -38,14 +38,17 @@ export function s(tag, props, ...children) {
 }
 
 /** A local timestamp, to the second; the ISO value stays in the title. */
-export function when(iso) {
+export function when(iso, precise = false) {
   if (!iso) return "";
   const date = new Date(iso);
-  return Number.isNaN(date.getTime()) ? String(iso) : date.toLocaleString(undefined, { hour12: false });
+  if (Number.isNaN(date.getTime())) return String(iso);
+  const options = { hour12: false, year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit" };
+  if (precise) options.fractionalSecondDigits = 3; // the audit trail's events are often milliseconds apart
+  return date.toLocaleString(undefined, options);
 }
 
-export function timeEl(iso) {
-  return iso ? h("time", { datetime: iso, title: iso }, when(iso)) : h("span", { class: "muted" }, "—");
+export function timeEl(iso, precise = false) {
+  return iso ? h("time", { datetime: iso, title: iso }, when(iso, precise)) : h("span", { class: "muted" }, "—");
 }
 
 /** Milliseconds between two timestamps, shown in the unit that reads best. */

@@ -100,7 +100,7 @@ function stepRow(task, step, ctx) {
     h("td", { class: "num" }, step.completed_at && step.last_attempted_at ? duration(step.last_attempted_at, step.completed_at) : ""),
     h("td", null, step.next_retry_at ? timeEl(step.next_retry_at) : ""),
     h("td", { class: "error-cell" }, error ? String(error.message ?? "") : ""),
-    h("td", { class: "actions" }, actions),
+    h("td", null, actions.length ? h("div", { class: "row-actions" }, actions) : null),
   );
 }
 
@@ -136,7 +136,7 @@ function auditTable(audit) {
           h(
             "tr",
             { class: `audit-${event.kind}`, dataset: { kind: event.kind, step: event.step_name || "" } },
-            h("td", null, timeEl(event.at)),
+            h("td", { class: "nowrap" }, timeEl(event.at, true)),
             h("td", null, KIND_LABEL[event.kind] || event.kind),
             h("td", null, event.step_name || ""),
             h("td", null, event.from_state ? `${event.from_state} → ` : "", h("strong", null, event.to_state)),
