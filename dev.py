@@ -59,7 +59,8 @@ def ensure_chromium() -> None:
         print(f"{CHROMIUM} is missing and this is not root: the web console tests (tests/ui) will skip", flush=True)
         return
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "--no-install-recommends", "chromium"]):
+    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "chromium"]
+    for command in (["apt-get", "update", "-q"], install):
         print("+", " ".join(command), flush=True)
         if subprocess.run(command, env=env).returncode != 0:
             print(f"could not install chromium: the web console tests (tests/ui) will skip ({CHROMIUM} missing)")

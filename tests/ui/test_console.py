@@ -137,9 +137,7 @@ async def test_dlq_action_in_the_browser_changes_the_database(page: Page, consol
     assert states["charge_card"] == "resolved_manually"
     assert states["ship_order"] == "complete"  # the task resumed: the dependent step ran
     rows = await console.dlq_rows(console.failed)
-    assert [(r["resolution_status"], r["resolved_by"]) for r in rows] == [
-        ("manually_resolved", "operator@example.com")
-    ]
+    assert [(r["resolution_status"], r["resolved_by"]) for r in rows] == [("manually_resolved", "operator@example.com")]
     # the pending list no longer shows the entry; the task page shows the operator's transition
     await open_console(page, console, "/dlq")
     await expect(page.locator(f".dlq-entry[data-task-uuid='{console.failed}']")).to_have_count(0)
