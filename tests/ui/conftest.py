@@ -17,7 +17,7 @@ from uuid import UUID
 
 import httpx
 import pytest
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page, async_playwright, expect
 
 from tasker.store.db import Connection, connect
 from tasker.store.templates import template_register_paths
@@ -42,6 +42,8 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 HOSTILE_ERROR = '<script>window.__injected = 3</script><b>card declined</b> & "quoted"'
 HOSTILE_INITIATOR = '<img src=x onerror="window.__injected = 4">'
 T = TypeVar("T")
+WAIT_MS = 30_000  # a generous deadline for DOM expectations: the machine may be busy with parallel tests
+expect.set_options(timeout=WAIT_MS)
 
 
 @pytest.fixture
@@ -59,6 +61,7 @@ async def browser() -> AsyncIterator[Browser]:
 @pytest.fixture
 async def page(browser: Browser) -> AsyncIterator[Page]:
     context = await browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.set_default_timeout(WAIT_MS)
     opened = await context.new_page()
     problems: list[str] = []
     opened.on("pageerror", lambda error: problems.append(str(error)))
@@ -156,8 +159,8 @@ async def console_on(db_url: str, headers: dict[str, str] | None = None, **setti
                         "initiator": "ui-test",
                     },
                 )
-                assert (await wait_settled(conn, failed))["state"] == "blocked_by_failures"
-                assert (await wait_settled(conn, complete))["state"] == "complete"
+                assert (await wait_settled(conn, failed, timeout=120))["state"] == "blocked_by_failures"
+                assert (await wait_settled(conn, complete, timeout=120))["state"] == "complete"
                 yield Console(base=base, conn=conn, failed=failed, complete=complete)
     finally:
         await conn.close()

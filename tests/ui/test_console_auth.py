@@ -40,7 +40,8 @@ async def test_console_needs_credentials_for_data_and_works_with_them(page: Page
 
     await sign_in(page, "not-a-key")
     await expect(page.locator("#view[data-ready='true'] #auth-problem")).to_have_text("invalid API key")
-    assert await page.evaluate("sessionStorage.getItem('tasker.console.credentials')") is not None
+    assert await page.evaluate("sessionStorage.getItem('tasker.console.credentials')") is None  # refused, forgotten
+    await expect(page.locator("#session")).to_have_text("No credentials")
 
     await sign_in(page, DLQ_ONLY)
     await expect(page.locator("#view[data-ready='true'] #problem")).to_have_text(
@@ -57,6 +58,8 @@ async def test_console_needs_credentials_for_data_and_works_with_them(page: Page
     rows = page.locator("#view[data-ready='true'] #task-table tbody tr[data-task-uuid]")
     await expect(rows).to_have_count(2)
     await expect(page.locator("#session")).to_contain_text("Signed in with an API key")
+    stored = await page.evaluate("JSON.parse(sessionStorage.getItem('tasker.console.credentials'))")
+    assert stored == {"kind": "api_key", "value": FULL}
 
     # kept for the tab's session: a reload still has data, and the key is nowhere in the page
     await page.reload()

@@ -83,7 +83,11 @@ function signIn(error) {
 }
 
 function failure(error) {
-  if (error instanceof ApiError && error.status === 401) return signIn(error);
+  if (error instanceof ApiError && error.status === 401) {
+    clearCredentials(); // refused: keep no secret the server does not accept
+    session();
+    return signIn(error);
+  }
   const kind = error instanceof ApiError && error.status === 403 ? "forbidden" : "error";
   return h(
     "section",
