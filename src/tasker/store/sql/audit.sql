@@ -26,5 +26,10 @@ FROM (
     JOIN tasker.workflow_step_transitions tr ON tr.workflow_step_transition_uuid = a.workflow_step_transition_uuid
     WHERE a.task_uuid = %(task_uuid)s
 ) e
-ORDER BY e.at, e.kind DESC, e.sort_key, e.event_uuid
+-- Rows of one transaction share `at`: a task's move to an end state comes after the step changes that caused it (a
+-- worker's fast path completes the last step and the task together).
+ORDER BY e.at,
+         (e.kind = 'task_transition'
+          AND e.to_state IN ('complete', 'error', 'cancelled', 'resolved_manually', 'blocked_by_failures')),
+         e.kind DESC, e.sort_key, e.event_uuid
 LIMIT %(limit)s + 1;
