@@ -11,8 +11,9 @@ import pytest
 from tasker.engine.schedules import fire_next_due
 from tasker.messaging.pgmq import PgmqTransport
 from tasker.store.db import connect
+from tests.api.server import register_templates
 from tests.cli.coverage import covers, invoke
-from tests.e2e.runtime import create, register_fixture_templates, running, wait_settled
+from tests.e2e.runtime import create, running, wait_settled
 
 LINEAR = ["--namespace", "linear_workflow", "--name", "mathematical_sequence"]
 
@@ -43,14 +44,7 @@ def query(db_url: str, sql: str, params: Any = None) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def registered(db_url: str) -> str:
-    async def _register() -> None:
-        conn = await connect(db_url)
-        try:
-            await register_fixture_templates(conn)
-        finally:
-            await conn.close()
-
-    asyncio.run(_register())
+    register_templates(db_url)
     return db_url
 
 
