@@ -4,6 +4,10 @@
     python3 dev.py demo    # install into .venv, then run the demo on the embedded PostgreSQL
     python3 dev.py test    # install into .venv, then ruff, mypy (strict) and the whole pytest suite
 
+`test` also makes sure Debian's `chromium` is there for the web console's browser tests (tests/ui): when
+/usr/bin/chromium is missing and this runs as root, it is installed with apt-get; if that fails, those tests skip
+with a message naming the missing browser.
+
 Only the standard library is used here: this script creates the virtualenv, installs the project with the
 pinned versions of `constraints.txt`, and re-installs only when `pyproject.toml` or the constraints change.
 """
@@ -21,6 +25,7 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 STAMP = VENV / ".tasker-install-stamp"
+CHROMIUM = Path("/usr/bin/chromium")
 
 
 def _install_fingerprint() -> str:
@@ -46,6 +51,22 @@ def ensure_installed() -> None:
     STAMP.write_text(fingerprint)
 
 
+def ensure_chromium() -> None:
+    """Install Debian's chromium for the UI tests (Playwright cannot download its own browsers on these machines)."""
+    if CHROMIUM.exists():
+        return
+    if os.name != "posix" or os.geteuid() != 0:
+        print(f"{CHROMIUM} is missing and this is not root: the web console tests (tests/ui) will skip", flush=True)
+        return
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "chromium"]
+    for command in (["apt-get", "update", "-q"], install):
+        print("+", " ".join(command), flush=True)
+        if subprocess.run(command, env=env).returncode != 0:
+            print(f"could not install chromium: the web console tests (tests/ui) will skip ({CHROMIUM} missing)")
+            return
+
+
 def run(*args: str) -> None:
     print("+", " ".join(args), flush=True)
     result = subprocess.run(list(args), cwd=ROOT)
@@ -58,6 +79,7 @@ def cmd_demo(extra: list[str]) -> None:
 
 
 def cmd_test(extra: list[str]) -> None:
+    ensure_chromium()
     run(str(BIN / "ruff"), "check", "src", "tests", "bench", "examples", "dev.py")
     run(str(BIN / "mypy"))
     workers = os.environ.get("TASKER_TEST_WORKERS", "auto")

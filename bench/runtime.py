@@ -196,6 +196,46 @@ async def drain_backlog(url: str, uuids: list[str]) -> dict[str, Any]:
     return {"tasks": len(uuids), "steps": 4 * len(uuids), "elapsed_s": seconds, "steps_per_s": 4 * len(uuids) / seconds}
 
 
+HOP_PROFILE = """
+WITH steps AS (
+    SELECT s.workflow_step_uuid, n.name, t.created_at AS task_created
+    FROM tasker.tasks t
+    JOIN tasker.named_tasks nt ON nt.named_task_uuid = t.named_task_uuid AND nt.name = 'bench_linear'
+    JOIN tasker.workflow_steps s ON s.task_uuid = t.task_uuid
+    JOIN tasker.named_steps n ON n.named_step_uuid = s.named_step_uuid
+),
+hops AS (
+    SELECT st.name,
+           max(x.created_at) FILTER (WHERE x.to_state = 'enqueued') AS enqueued,
+           max(x.created_at) FILTER (WHERE x.to_state = 'in_progress') AS claimed,
+           max(x.created_at) FILTER (WHERE x.to_state = 'enqueued_for_orchestration') AS stored,
+           max(x.created_at) FILTER (WHERE x.to_state = 'complete') AS completed
+    FROM steps st
+    JOIN tasker.workflow_step_transitions x ON x.workflow_step_uuid = st.workflow_step_uuid
+    GROUP BY st.workflow_step_uuid, st.name
+)
+SELECT name,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM claimed - enqueued) * 1000) AS enqueue_to_claim,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM stored - claimed) * 1000) AS claim_to_store,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM completed - stored) * 1000) AS store_to_complete
+FROM hops GROUP BY name ORDER BY name
+"""
+
+
+async def hop_profile(url: str) -> list[dict[str, Any]]:
+    """Median milliseconds between a step's transitions in the latency run, read from the transition rows.
+
+    A transition's ``created_at`` is its transaction's start, so ``enqueue_to_claim`` spans the transaction that
+    enqueued the step (its statements and COMMIT), the wake-up and the claim; ``claim_to_store`` the claim's
+    statement, the handler and the hand-over to the completer; ``store_to_complete`` is 0 when the worker applied
+    the result in its own store transaction (the fast path) and the orchestrator hop otherwise."""
+    conn = await connect(url)
+    try:
+        return list(await (await conn.execute(HOP_PROFILE)).fetchall())
+    finally:
+        await conn.close()
+
+
 async def setup(url: str) -> None:
     conn = await connect(url)
     await migrate(conn)
@@ -232,6 +272,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"p50 {lat['p50_ms']:.1f} ms, p95 {lat['p95_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms; "
             f"task creation p50 {lat['create_p50_ms']:.2f} ms, p95 {lat['create_p95_ms']:.2f} ms"
         )
+        report["hops"] = asyncio.run(hop_profile(url))
+        print("hop profile, median ms (from the transition rows):  enqueue→claim  claim→store  store→complete")
+        for hop in report["hops"]:
+            print(
+                f"  {hop['name']:<16} {hop['enqueue_to_claim']:>13.2f} {hop['claim_to_store']:>12.2f} "
+                f"{hop['store_to_complete']:>15.2f}"
+            )
     if args.throughput_tasks:
         uuids, created_rate = asyncio.run(create_backlog(url, args.throughput_tasks, args.creators))
         processes = start_services(url, args.orchestrators, args.workers, args.worker_concurrency)

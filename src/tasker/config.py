@@ -138,6 +138,22 @@ class Settings(BaseSettings):
     staleness_steps_in_process_minutes: int = Field(default=30, ge=1)
     staleness_task_max_lifetime_hours: int = Field(default=24, ge=1)
 
+    # schedules and retention in every orchestrator (README "Schedules", "Retention")
+    schedules_enabled: bool = Field(default=True, description="orchestrators fire due schedules")
+    retention_days: float | None = Field(
+        default=None, gt=0, description="orchestrators prune tasks finished this many days ago (off when unset)"
+    )
+    retention_mode: str = Field(default="archive", pattern="^(archive|delete)$", description="archive or delete")
+    retention_interval_seconds: float = Field(default=3600.0, gt=0)
+    retention_batch_size: int = Field(default=500, ge=1, le=10_000)
+
+    # workers
+    worker_fast_path: bool = Field(
+        default=True,
+        description="a worker applies a successful result itself when its task's lock is free (off: always "
+        "through an orchestrator)",
+    )
+
     # clients (CLI): talk to this API instead of the database when set
     api_url: str | None = Field(default=None, description="REST API base URL used by the CLI when set")
     api_key: SecretStr | None = Field(default=None, description="API key the CLI and client send")

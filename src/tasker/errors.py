@@ -91,3 +91,19 @@ class LostRaceError(TaskerError):
     """Another process changed the state first; nothing was written."""
 
     code = "CONFLICT"
+
+
+class InvalidScheduleError(InvalidTaskRequestError):
+    """The schedule is invalid (its cron expression, time zone or task request)."""
+
+
+class ScheduleConflictError(TaskerError):
+    """A schedule with this name already exists."""
+
+    code = "CONFLICT"
+
+
+class InvalidEventQueryError(TaskerError):
+    """The domain event query is invalid."""
+
+    code = "BAD_REQUEST"

@@ -27,10 +27,13 @@ from prometheus_client import Counter, Gauge, Histogram, start_http_server
 MS_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000)
 
 TASKS_REQUESTED = Counter("tasker_tasks_requests", "Tasks created", ["namespace"])
-TASKS_COMPLETED = Counter("tasker_tasks_completions", "Tasks that completed (seen by this orchestrator)")
-TASKS_FAILED = Counter("tasker_tasks_failures", "Tasks that blocked on failed steps (seen by this orchestrator)")
+TASKS_COMPLETED = Counter("tasker_tasks_completions", "Tasks that completed (seen by this process)")
+TASKS_FAILED = Counter("tasker_tasks_failures", "Tasks that blocked on failed steps (seen by this process)")
 STEPS_ENQUEUED = Counter("tasker_steps_enqueued", "Steps enqueued for workers", ["namespace"])
 STEP_RESULTS_PROCESSED = Counter("tasker_step_results_processed", "Step results applied", ["result_type"])
+STEP_RESULTS_APPLIED_BY_WORKER = Counter(
+    "tasker_step_results_applied_by_worker", "Step results a worker applied itself (the fast path)"
+)
 STEP_RESULT_PROCESSING = Histogram(
     "tasker_step_result_processing_duration_milliseconds", "Time to apply a batch of step results", buckets=MS_BUCKETS
 )

@@ -88,13 +88,21 @@ async def running(
     lease_seconds: int = 30,
     orchestrators: int = 1,
     workers: int = 1,
+    fast_path: bool = True,
 ) -> AsyncIterator[None]:
     """Orchestrator(s) and worker(s) running as tasks in this event loop."""
     stop = asyncio.Event()
     services: list[Any] = [Orchestrator(url, OrchestratorConfig(env="test")) for _ in range(orchestrators)]
     services += [
         Worker(
-            url, WorkerConfig(namespaces=namespaces, concurrency=concurrency, lease_seconds=lease_seconds, env="test")
+            url,
+            WorkerConfig(
+                namespaces=namespaces,
+                concurrency=concurrency,
+                lease_seconds=lease_seconds,
+                env="test",
+                fast_path=fast_path,
+            ),
         )
         for _ in range(workers)
     ]

@@ -22,7 +22,7 @@ ALLOWED: dict[str, set[str]] = {
     "store": {"model"},
     "messaging": {"model", "store"},
     "engine": {"model", "store", "messaging"},
-    "worker": {"model", "store", "messaging"},
+    "worker": {"model", "store", "messaging", "engine"},  # the fast path applies results with the engine's code
     "service": {"model", "store", "messaging", "engine", "worker"},
     "api": {"model", "store", "messaging", "engine", "service"},
     "cli": {"model", "store", "messaging", "engine", "worker", "service", "api", "client"},

@@ -20,8 +20,9 @@ from pydantic import BaseModel
 from starlette.routing import Match
 
 from tasker import service as operations
-from tasker.api import config_route, errors, openapi
+from tasker.api import audit_route, config_route, errors, openapi, ui
 from tasker.api import dlq as dlq_routes
+from tasker.api import events as event_routes
 from tasker.api.auth import may, require
 from tasker.api.errors import ApiError
 from tasker.api.limits import BodyLimit
@@ -352,7 +353,10 @@ def create_app(settings: Settings, *, database_url: str | None = None) -> FastAP
     # --- health and metrics (public) -------------------------------------------------------------------------
 
     dlq_routes.register(app, db, body_of)
+    event_routes.register(app, db)
     config_route.register(app, settings)
+    audit_route.register(app, db)
+    ui.install(app)
 
     def now() -> datetime:
         return datetime.now(UTC)

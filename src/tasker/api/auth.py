@@ -19,6 +19,7 @@ PERMISSIONS = (
     "steps:read", "steps:resolve",
     "dlq:read", "dlq:update", "dlq:stats",
     "templates:read", "templates:validate",
+    "events:read",
     "system:config_read", "system:handlers_read", "system:analytics_read",
     "worker:config_read", "worker:templates_read",
 )  # fmt: skip

@@ -36,6 +36,7 @@ STATUS: list[tuple[type[errors.TaskerError], int]] = [
     (errors.TemplateConflictError, 409),
     (errors.NotFoundError, 404),
     (errors.InvalidTaskRequestError, 400),
+    (errors.InvalidEventQueryError, 400),
     (errors.TemplateError, 400),
     (errors.ConfigurationError, 400),
     (errors.DatabaseUnavailableError, 503),

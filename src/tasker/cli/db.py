@@ -1,4 +1,4 @@
-"""``tasker db migrate|schema-doc``."""
+"""``tasker db migrate|schema-doc|prune``."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from typing import Annotated
 import typer
 
 from tasker.cli.common import database_url, errors, handle_errors, run
+from tasker.cli.prune import prune
 
-app = typer.Typer(no_args_is_help=True, help="Database: migrations and the schema document")
+app = typer.Typer(no_args_is_help=True, help="Database: migrations, the schema document, retention")
+app.command("prune")(prune)
 
 
 async def migrate_database(url: str) -> list[str]:

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from tasker.cli import api, config, db, demo, dlq, health, services, task, template
+from tasker.cli import api, config, db, demo, dlq, events, health, schedule, services, task, template
 from tasker.cli.common import version_callback
 
 app = typer.Typer(
@@ -35,6 +35,8 @@ app.add_typer(template.app, name="template")
 app.add_typer(task.app, name="task")
 app.add_typer(config.app, name="config")
 app.add_typer(dlq.app, name="dlq")
+app.add_typer(schedule.app, name="schedule")
+app.add_typer(events.app, name="events")
 app.command("orchestrator")(services.orchestrator)
 app.command("worker")(services.worker)
 app.command("serve")(services.serve)

@@ -70,8 +70,17 @@ def _quiet_server(config: Any) -> Any:
 def orchestrator_config(current: Settings, concurrency: int = 8) -> OrchestratorConfig:
     """The orchestrator's configuration from the settings (one place, shared by `orchestrator` and `serve`)."""
     from tasker.engine.orchestrator import OrchestratorConfig
+    from tasker.engine.retention import RetentionPolicy
     from tasker.engine.staleness import StalenessDefaults
 
+    retention = None
+    if current.retention_days is not None:
+        retention = RetentionPolicy(
+            days=current.retention_days,
+            archive=current.retention_mode == "archive",
+            batch_size=current.retention_batch_size,
+            interval_seconds=current.retention_interval_seconds,
+        )
     return OrchestratorConfig(
         env=current.env,
         concurrency=concurrency,
@@ -85,6 +94,8 @@ def orchestrator_config(current: Settings, concurrency: int = 8) -> Orchestrator
         staleness_enabled=current.staleness_enabled,
         staleness_dry_run=current.staleness_dry_run,
         staleness_batch_size=current.staleness_batch_size,
+        schedules_enabled=current.schedules_enabled,
+        retention=retention,
     )
 
 
@@ -123,6 +134,7 @@ def worker(
         lease_seconds=lease_seconds,
         env=settings().env,
         handler_allowed_modules=settings().handler_allowed_modules,
+        fast_path=settings().worker_fast_path,
     )
     run(until_signalled(Worker(url, config).run))
 
@@ -154,7 +166,11 @@ def serve(
     url = _prepare(log_level, imports, metrics_port)
     orchestrator_service = Orchestrator(url, orchestrator_config(current))
     worker_config = WorkerConfig(
-        namespace, concurrency, env=current.env, handler_allowed_modules=current.handler_allowed_modules
+        namespace,
+        concurrency,
+        env=current.env,
+        handler_allowed_modules=current.handler_allowed_modules,
+        fast_path=current.worker_fast_path,
     )
     worker_service = Worker(url, worker_config)
 

@@ -54,6 +54,11 @@ def rejected_results(outcome: dict[str, Any], message: str) -> dict[str, Any]:
     }
 
 
+def may_grow(outcome: dict[str, Any], template: TaskTemplate) -> bool:
+    """Whether completing this step may add steps to its task (a decision or batchable step)."""
+    return template.step(outcome["template_step_name"]).type in DYNAMIC_TYPES
+
+
 async def after_step_completed(conn: Connection, outcome: dict[str, Any], template: TaskTemplate) -> Created:
     """Grow the task's DAG from a completed step's outcome; standard steps add nothing. Idempotent."""
     growth = plan_growth(template, outcome["template_step_name"], outcome["results"])

@@ -20,10 +20,12 @@ from psycopg_pool import AsyncConnectionPool
 from tasker.config import load_settings
 from tasker.engine.finalizer import evaluate_task
 from tasker.engine.results import Applied, apply_results, dead_letter_result
+from tasker.engine.retention import RetentionPolicy, prune_periodically
+from tasker.engine.schedules import Scheduler
 from tasker.engine.staleness import StalenessDefaults, sweep_periodically
 from tasker.engine.task_requests import consume_task_request
 from tasker.messaging.factory import make_transport
-from tasker.messaging.router import ORCHESTRATION_QUEUES, STEP_RESULTS_QUEUE, TASK_REQUESTS_QUEUE
+from tasker.messaging.router import ORCHESTRATION_QUEUES, SCHEDULES_CHANNEL, STEP_RESULTS_QUEUE, TASK_REQUESTS_QUEUE
 from tasker.messaging.transport import Message, Transport
 from tasker.messaging.wakeup import IdleBackoff, Wakeups
 from tasker.model.ids import uuid7
@@ -62,6 +64,8 @@ class OrchestratorConfig:
     results_per_transaction: int = 1  # a batch is split in groups of at least this many
     result_max_failures: int = 5  # a result that failed this often is dead-lettered (archived, DLQ entry)
     result_failure_backoff_seconds: float = 1.0  # first retry of a failed result; doubles up to 60 s
+    schedules_enabled: bool = True  # fire due schedules (engine.schedules)
+    retention: RetentionPolicy | None = None  # prune finished tasks periodically (engine.retention); off: None
 
 
 class Orchestrator:
@@ -93,7 +97,10 @@ class Orchestrator:
             application_name="tasker-orchestrator",
         )
         await self._pool.open()
-        wakeups = Wakeups(self.url, ORCHESTRATION_QUEUES)
+        scheduler = Scheduler(
+            self.pool.connection, self.transport, env=self.config.env, processor_uuid=self.processor_uuid
+        )
+        wakeups = Wakeups(self.url, ORCHESTRATION_QUEUES, {SCHEDULES_CHANNEL: scheduler.wake})
         await wakeups.start()
         async with self.pool.connection() as conn:
             for queue in ORCHESTRATION_QUEUES:
@@ -114,6 +121,11 @@ class Orchestrator:
                 processor_uuid=self.processor_uuid,
             )
             loops.append(asyncio.create_task(sweep, name="staleness"))
+        if self.config.schedules_enabled:
+            loops.append(asyncio.create_task(scheduler.run(stop), name="schedules"))
+        if self.config.retention is not None:
+            prune = prune_periodically(self.pool.connection, stop, self.config.retention)
+            loops.append(asyncio.create_task(prune, name="retention"))
         log.info("orchestrator %s started", self.processor_uuid)
         try:
             await stop.wait()

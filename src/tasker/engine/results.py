@@ -21,18 +21,18 @@ from uuid import UUID
 
 from tasker.engine import dynamic
 from tasker.engine.finalizer import TaskPlan, apply_plans, plan_task
-from tasker.messaging.router import STEP_RESULTS_QUEUE
+from tasker.messaging.router import STEP_RESULTS_QUEUE, worker_queue
 from tasker.messaging.transport import Message, Transport
 from tasker.model.machines import StepEvent
 from tasker.model.retry import backoff_seconds
 from tasker.model.states import StepState, TaskState
 from tasker.model.template import TaskTemplate
-from tasker.store.db import Connection
+from tasker.store.db import Connection, Pending
 from tasker.store.dlq import dlq_create_entry, dlq_record_max_retries_exceeded
-from tasker.store.steps import step_outcome_many, step_readiness_many
+from tasker.store.steps import step_outcome_many_send, step_readiness_many_send
 from tasker.store.tasks import task_existing_many, task_state_get, task_try_lock_many
 from tasker.store.template_cache import TemplateCache
-from tasker.store.transitions import StepChange, step_transition_many
+from tasker.store.transitions import StepChange, step_transition_many_send
 
 AWAITING_ORCHESTRATION = frozenset(
     {StepState.ENQUEUED_FOR_ORCHESTRATION, StepState.ENQUEUED_AS_ERROR_FOR_ORCHESTRATION}
@@ -164,53 +164,94 @@ async def apply_results(
     *,
     processor_uuid: UUID,
 ) -> list[Applied]:
-    """Apply a batch of step-result messages in one transaction (see the module docstring)."""
-    metadata: dict[str, Any] = {"processor_uuid": processor_uuid}
-    async with conn.transaction():
+    """Apply a batch of step-result messages in one transaction (see the module docstring), pipelined: the lock,
+    then the outcomes, then the transitions with the readiness, then the advance with the COMMIT."""
+    async with conn.pipeline(), conn.transaction():
         messages = await _lock_tasks(conn, transport, messages)
-        step_uuids = [UUID(m.body["step_uuid"]) for m in messages]
-        outcomes = await step_outcome_many(conn, step_uuids)
-        decided: list[tuple[dict[str, Any], StepChange, StepState, float | None]] = []
-        namespaces: dict[UUID, str] = {}
-        for outcome in outcomes:
-            template = await templates.get(conn, outcome["named_task_uuid"])
-            finished = step_change(outcome, template, {**metadata, "correlation_id": outcome["correlation_id"]})
-            if finished is not None:
-                decided.append((outcome, *finished))
-                namespaces[outcome["task_uuid"]] = template.namespace_name
-        won = await step_transition_many(conn, [change for _, change, _, _ in decided])
-        for outcome, step, new_state, _ in decided:
-            if step.step_uuid in won and new_state is StepState.COMPLETE:
-                await dynamic.after_step_completed(conn, outcome, await templates.get(conn, outcome["named_task_uuid"]))
-        readiness = await step_readiness_many(conn, list(namespaces))
-        isolated = await dynamic.isolated_steps(conn, [row for rows in readiness.values() for row in rows])
-        states = {o["task_uuid"]: TaskState(o["task_state"]) for o in outcomes}
-        correlations = {o["task_uuid"]: o["correlation_id"] for o in outcomes}
-        plans = [
-            plan
-            for task_uuid, rows in readiness.items()
-            if (
-                plan := plan_task(
-                    task_uuid=task_uuid,
-                    state=states[task_uuid],
-                    readiness=rows,
-                    namespace=namespaces[task_uuid],
-                    correlation_id=correlations[task_uuid],
-                    isolated=isolated,
-                )
-            )
-            is not None
-        ]
-        await apply_plans(
-            conn, transport, plans, metadata, ack_queue=STEP_RESULTS_QUEUE, ack_ids=[m.msg_id for m in messages]
+        batch = await apply_stored(
+            conn,
+            transport,
+            templates,
+            [UUID(m.body["step_uuid"]) for m in messages],
+            processor_uuid=processor_uuid,
+            ack_ids=[m.msg_id for m in messages],
         )
-        await _record_blocked(conn, plans, readiness, processor_uuid)
+    return batch.applied
+
+
+@dataclass(frozen=True)
+class AppliedBatch:
+    applied: list[Applied]
+    queues: set[str]  # the worker queues that got messages: steps made ready
+
+
+async def apply_stored(
+    conn: Connection,
+    transport: Transport,
+    templates: TemplateCache,
+    step_uuids: Sequence[UUID],
+    *,
+    processor_uuid: UUID,
+    ack_ids: Sequence[int] = (),
+    outcomes: Pending[list[dict[str, Any]]] | None = None,
+) -> AppliedBatch:
+    """Finish steps whose results are stored and move their tasks on: complete or retry or fail each step, grow
+    the DAG, enqueue what became ready, move the tasks, acknowledge ``ack_ids`` on the results queue.
+
+    The caller holds the tasks' locks in an open transaction. The orchestrator calls this for result messages; a
+    worker calls it for the results it just stored when it could take their tasks' locks (the fast path), so
+    both apply results with the same code and the same guarantees. ``outcomes``: the steps' outcome rows
+    (``step_outcome_many``), already sent after the locks were taken, when the caller pipelined them.
+
+    Statements that do not need each other's answers are sent together, so in pipeline mode this costs three round
+    trips (outcomes; transitions with readiness; the advance, which goes out with the caller's COMMIT), plus one
+    when a decision or batch step grows the DAG and one when a failed step may be isolated."""
+    metadata: dict[str, Any] = {"processor_uuid": processor_uuid}
+    rows = await (outcomes or await step_outcome_many_send(conn, step_uuids))()
+    decided: list[tuple[dict[str, Any], StepChange, StepState, float | None]] = []
+    namespaces: dict[UUID, str] = {}
+    grows = False
+    for outcome in rows:
+        template = await templates.get(conn, outcome["named_task_uuid"])
+        finished = step_change(outcome, template, {**metadata, "correlation_id": outcome["correlation_id"]})
+        if finished is not None:
+            decided.append((outcome, *finished))
+            namespaces[outcome["task_uuid"]] = template.namespace_name
+            grows |= finished[1] is StepState.COMPLETE and dynamic.may_grow(outcome, template)
+    sent_won = await step_transition_many_send(conn, [change for _, change, _, _ in decided])
+    sent_readiness = None if grows else await step_readiness_many_send(conn, list(namespaces))
+    won = await sent_won()
+    for outcome, step, new_state, _ in decided:
+        if step.step_uuid in won and new_state is StepState.COMPLETE:
+            await dynamic.after_step_completed(conn, outcome, await templates.get(conn, outcome["named_task_uuid"]))
+    readiness = await (sent_readiness or await step_readiness_many_send(conn, list(namespaces)))()
+    isolated = await dynamic.isolated_steps(conn, [row for rows in readiness.values() for row in rows])
+    states = {o["task_uuid"]: TaskState(o["task_state"]) for o in rows}
+    correlations = {o["task_uuid"]: o["correlation_id"] for o in rows}
+    plans = [
+        plan
+        for task_uuid, task_rows in readiness.items()
+        if (
+            plan := plan_task(
+                task_uuid=task_uuid,
+                state=states[task_uuid],
+                readiness=task_rows,
+                namespace=namespaces[task_uuid],
+                correlation_id=correlations[task_uuid],
+                isolated=isolated,
+            )
+        )
+        is not None
+    ]
+    await apply_plans(conn, transport, plans, metadata, ack_queue=STEP_RESULTS_QUEUE, ack_ids=ack_ids)
+    await _record_blocked(conn, plans, readiness, processor_uuid)
     goals = {plan.task_uuid: plan.goal for plan in plans}
-    return [
+    applied = [
         Applied(step.step_uuid, new_state, goals.get(outcome["task_uuid"]), delay)
         for outcome, step, new_state, delay in decided
         if step.step_uuid in won
     ]
+    return AppliedBatch(applied, {worker_queue(plan.namespace) for plan in plans if plan.enqueue})
 
 
 async def dead_letter_result(

@@ -71,15 +71,22 @@ def build_task(template: TaskTemplate, named_task_uuid: UUID, request: TaskReque
     )
 
 
-async def create_task(
-    conn: Connection, transport: Transport, request: TaskRequest, *, env: str, processor_uuid: UUID | None = None
-) -> CreatedTask:
-    """Create a task and enqueue its root steps; raises a typed error, writing nothing, on bad input."""
+async def check_request(conn: Connection, request: TaskRequest, *, env: str) -> tuple[UUID, TaskTemplate]:
+    """The checks a request passes before anything is written (its template exists, its JSON is within limits,
+    its context matches the input schema); returns the template. Schedules run them when they are added, too."""
     named_task_uuid, stored = await template_get(conn, request.namespace, request.name, request.version)
     template = stored.for_environment(env)
     check_json_limits(request.context, "context")
     check_json_limits(request.tags, "tags")
     validate_context(template.input_schema, request.context, template.key)
+    return named_task_uuid, template
+
+
+async def create_task(
+    conn: Connection, transport: Transport, request: TaskRequest, *, env: str, processor_uuid: UUID | None = None
+) -> CreatedTask:
+    """Create a task and enqueue its root steps; raises a typed error, writing nothing, on bad input."""
+    named_task_uuid, template = await check_request(conn, request, env=env)
     identity = identity_hash(template.identity_strategy, named_task_uuid, request.context, request.idempotency_key)
     task = build_task(template, named_task_uuid, request, identity)
     names = {s.step_uuid: s.name for s in task.steps}
@@ -111,7 +118,8 @@ async def create_task(
             steps=len(task.steps),
             enqueued=len(roots),
         ):
-            async with conn.transaction():
+            # pipelined: BEGIN goes out with the insert, the enqueue with the COMMIT (two round trips)
+            async with conn.pipeline(), conn.transaction():
                 await task_create(conn, task)
                 await apply_plans(conn, transport, [plan], metadata)
     except DuplicateTaskError:

@@ -11,9 +11,9 @@ from psycopg.types.json import Jsonb
 
 from tasker.messaging.router import channel
 from tasker.messaging.transport import Message
-from tasker.store.db import Connection
+from tasker.store.db import Connection, Pending
 from tasker.store.queries import Q
-from tasker.store.steps import HeldMessage, step_result_store_many
+from tasker.store.steps import HeldMessage, StoredResults, step_claim_from_queue, step_result_store_many
 from tasker.store.tasks import Delivery, task_advance_many
 from tasker.store.transitions import StepChange, TaskChange
 
@@ -58,6 +58,25 @@ class PgmqTransport:
         read = self._on_table("queue_read", queue)
         rows = await (await conn.execute(read, {"vt": visibility_seconds, "qty": max_messages})).fetchall()
         return [Message(r["msg_id"], queue, r["message"], r["read_ct"]) for r in rows]
+
+    async def receive_and_claim(
+        self,
+        conn: Connection,
+        queue: str,
+        *,
+        max_messages: int,
+        visibility_seconds: int,
+        metadata: dict[str, str],
+        tokens: Sequence[str],
+    ) -> list[dict[str, Any]]:
+        return await step_claim_from_queue(
+            conn,
+            queue,
+            max_messages=max_messages,
+            visibility_seconds=visibility_seconds,
+            metadata=metadata,
+            tokens=tokens,
+        )
 
     async def ack_many(self, conn: Connection, queue: str, msg_ids: Sequence[int]) -> None:
         if msg_ids:
@@ -113,8 +132,19 @@ class PgmqTransport:
         )
 
     async def store_results(
-        self, conn: Connection, results: Sequence[StepChange], held: Sequence[HeldMessage], *, results_queue: str
-    ) -> set[UUID]:
+        self,
+        conn: Connection,
+        results: Sequence[StepChange],
+        held: Sequence[HeldMessage],
+        *,
+        results_queue: str,
+        lock_tasks: Sequence[UUID | None] = (),
+    ) -> Pending[StoredResults]:
         return await step_result_store_many(
-            conn, results, held, results_queue=results_queue, results_channel=channel(results_queue)
+            conn,
+            results,
+            held,
+            results_queue=results_queue,
+            results_channel=channel(results_queue),
+            lock_tasks=lock_tasks,
         )

@@ -54,7 +54,7 @@ from psycopg.pq import TransactionStatus
 from tasker.messaging.outbox import OutboxSender
 from tasker.messaging.router import OUTBOX_QUEUE, broker_queue, channel, dead_letter_names
 from tasker.messaging.transport import Message
-from tasker.store.db import Connection, connect
+from tasker.store.db import Connection, Pending, connect
 from tasker.store.outbox import (
     OutboxMessage,
     OutboxRow,
@@ -66,7 +66,7 @@ from tasker.store.outbox import (
     transaction_id_current,
     transaction_status_many,
 )
-from tasker.store.steps import HeldMessage
+from tasker.store.steps import HeldMessage, StoredResults
 from tasker.store.tasks import Delivery
 from tasker.store.transitions import StepChange, TaskChange
 
@@ -453,15 +453,29 @@ class RabbitMqTransport:
         await self._settle(conn, [(m, "ack") for m in ack_ids], sent=sent)
 
     async def store_results(
-        self, conn: Connection, results: Sequence[StepChange], held: Sequence[HeldMessage], *, results_queue: str
-    ) -> set[UUID]:
-        """Store fenced results with outbox rows; ack the step deliveries of the results that won, after commit.
-        A result that lost is not acked: its delivery belongs to whoever holds the step now."""
+        self,
+        conn: Connection,
+        results: Sequence[StepChange],
+        held: Sequence[HeldMessage],
+        *,
+        results_queue: str,
+        lock_tasks: Sequence[UUID | None] = (),
+    ) -> Pending[StoredResults]:
+        """Store fenced results with outbox rows (sent now); reading the answer acks, after commit, the step
+        deliveries of the results that won. A result that lost is not acked: its delivery belongs to whoever holds
+        the step now."""
         await self._ensure_sender()
-        stored = await outbox_step_result_store_many(conn, results, results_queue=results_queue, channel=OUTBOX_CHANNEL)
-        acks: list[tuple[int, Settlement]] = [(h.msg_id, "ack") for h in held if h.step_uuid in stored]
-        await self._settle(conn, acks, sent=bool(stored))
-        return stored
+        sent = await outbox_step_result_store_many(
+            conn, results, results_queue=results_queue, channel=OUTBOX_CHANNEL, lock_tasks=lock_tasks
+        )
+
+        async def read() -> StoredResults:
+            answer = await sent()
+            acks: list[tuple[int, Settlement]] = [(h.msg_id, "ack") for h in held if h.step_uuid in answer.stored]
+            await self._settle(conn, acks, sent=bool(answer.stored - answer.here))
+            return answer
+
+        return read
 
     # --- lifecycle ----------------------------------------------------------------------------------------------
 

@@ -37,6 +37,9 @@ TASK_SETTLED_CHANNEL = "tasker_task_settled"
 # Notified (payload: the task's uuid) when a task is cancelled, so workers can tell its running handlers.
 TASK_CANCELLED_CHANNEL = "tasker_task_cancelled"
 
+# Notified (payload: the schedule's name) when a schedule is added, removed, enabled or disabled, so every
+# orchestrator's scheduler recomputes when it must wake up.
+SCHEDULES_CHANNEL = "tasker_schedules_changed"
 
 # The outbox of the RabbitMQ transport (tasker_ext.outbox) wakes its senders on this queue's channel
 # (``channel(OUTBOX_QUEUE)``): a pseudo-queue of PostgreSQL only, never declared on a broker.

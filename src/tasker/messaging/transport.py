@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 from uuid import UUID
 
-from tasker.store.db import Connection
-from tasker.store.steps import HeldMessage
+from tasker.store.db import Connection, Pending
+from tasker.store.steps import HeldMessage, StoredResults
 from tasker.store.tasks import Delivery
 from tasker.store.transitions import StepChange, TaskChange
 
@@ -90,8 +90,36 @@ class Transport(Protocol):
         ...
 
     async def store_results(
-        self, conn: Connection, results: Sequence[StepChange], held: Sequence[HeldMessage], *, results_queue: str
-    ) -> set[UUID]:
-        """A worker's results: store them, announce them on ``results_queue``, acknowledge their step messages;
-        returns the steps whose results were stored (a lost compare-and-swap is neither announced nor acked)."""
+        self,
+        conn: Connection,
+        results: Sequence[StepChange],
+        held: Sequence[HeldMessage],
+        *,
+        results_queue: str,
+        lock_tasks: Sequence[UUID | None] = (),
+    ) -> Pending[StoredResults]:
+        """A worker's results (sent now, read by awaiting the answer): store them, announce them on
+        ``results_queue``, acknowledge their step messages;
+        a lost compare-and-swap is neither announced nor acked. ``lock_tasks`` (one per result, or None) names tasks
+        to lock if free (the fast path): their results are stored but not announced, the caller applies them in
+        its open transaction."""
+        ...
+
+
+@runtime_checkable
+class ClaimingTransport(Protocol):
+    """A transport whose queues live in the database can read and claim in one statement (one round trip fewer per
+    step); workers use it when their transport offers it."""
+
+    async def receive_and_claim(
+        self,
+        conn: Connection,
+        queue: str,
+        *,
+        max_messages: int,
+        visibility_seconds: int,
+        metadata: dict[str, str],
+        tokens: Sequence[str],
+    ) -> list[dict[str, Any]]:
+        """See ``store.steps.step_claim_from_queue``."""
         ...

@@ -23,6 +23,8 @@ __all__ = [
     "StepActionRequest",
     "StepAuditResponse",
     "StepResponse",
+    "TaskAuditEvent",
+    "TaskAuditResponse",
     "TaskListResponse",
     "TaskRequest",
     "TaskResponse",
@@ -201,6 +203,29 @@ class StepAuditResponse(_Body):
     step_name: str
     from_state: str | None = None
     to_state: str
+
+
+class TaskAuditEvent(_Body):
+    """One line of a task's audit trail: a task or step transition, or a step's result audit row."""
+
+    kind: Literal["task_transition", "step_transition", "step_result"]
+    at: UtcDateTime
+    event_uuid: UUID
+    step_uuid: UUID | None = None
+    step_name: str | None = None
+    from_state: str | None = None
+    to_state: str
+    metadata: Any = None
+    success: bool | None = None
+    execution_time_ms: int | None = None
+    worker_uuid: UUID | None = None
+
+
+class TaskAuditResponse(_Body):
+    task_uuid: UUID
+    events: list[TaskAuditEvent]
+    limit: int
+    truncated: bool = Field(description="more events exist than were returned (raise limit to see them)")
 
 
 class NamespaceSummary(_Body):

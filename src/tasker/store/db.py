@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 import select
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeAlias, TypeVar
 
 import psycopg
 from psycopg.pq import ConnStatus
@@ -17,6 +17,11 @@ from tasker.config import check_database_url, redact_secrets
 from tasker.errors import ConfigurationError, DatabaseUnavailableError
 
 Connection = psycopg.AsyncConnection[dict[str, Any]]
+
+T = TypeVar("T")
+# A statement already sent whose answer is read by awaiting this. In pipeline mode (``conn.pipeline()``) several
+# statements go out before the first answer is awaited, so dependent-free statements cost one round trip together.
+Pending: TypeAlias = Callable[[], Awaitable[T]]
 
 CONNECT_OPTIONS = "-c TimeZone=UTC -c plan_cache_mode=force_generic_plan"
 

@@ -10,8 +10,9 @@ from uuid import UUID
 
 from psycopg.types.json import Jsonb
 
-from tasker.store.db import Connection
+from tasker.store.db import Connection, Pending
 from tasker.store.queries import Q
+from tasker.store.steps import StoredResults
 from tasker.store.tasks import Delivery
 from tasker.store.transitions import StepChange, TaskChange, step_change_params, task_change_params
 
@@ -89,16 +90,36 @@ async def outbox_task_advance_many(
 
 
 async def outbox_step_result_store_many(
-    conn: Connection, results: Sequence[StepChange], *, results_queue: str, channel: str
-) -> set[UUID]:
-    """Store fenced results with an outbox row each for ``results_queue``; returns the steps whose results won."""
+    conn: Connection,
+    results: Sequence[StepChange],
+    *,
+    results_queue: str,
+    channel: str,
+    lock_tasks: Sequence[UUID | None] = (),
+) -> Pending[StoredResults]:
+    """Store fenced results with an outbox row each for ``results_queue`` (sent now, read by awaiting the answer);
+    ``lock_tasks`` as in ``store.steps.step_result_store_many``: results of tasks locked here are not announced."""
     if not results:
-        return set()
+        return _nothing_stored
     params: dict[str, Any] = step_change_params(results)
     params["results_queue"] = results_queue
     params["channel"] = channel
-    rows = await (await conn.execute(Q["outbox_step_result_store_many"], params)).fetchall()
-    return {row["workflow_step_uuid"] for row in rows}
+    locks = list(lock_tasks) or [None] * len(results)
+    params["lock_tasks"] = [task for task in locks if task is not None]
+    params["may_lock"] = [task is not None for task in locks]
+    cursor = await conn.execute(Q["outbox_step_result_store_many"], params)
+
+    async def read() -> StoredResults:
+        rows = await cursor.fetchall()
+        return StoredResults(
+            {row["workflow_step_uuid"] for row in rows}, {row["workflow_step_uuid"] for row in rows if row["here"]}
+        )
+
+    return read
+
+
+async def _nothing_stored() -> StoredResults:
+    return StoredResults(set(), set())
 
 
 async def outbox_take_many(conn: Connection, limit: int) -> list[OutboxRow]:

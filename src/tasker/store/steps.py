@@ -7,9 +7,12 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from tasker.store.db import Connection
+from tasker.model.machines import StepEvent
+from tasker.model.states import StepState
+from tasker.store.db import Connection, Pending
 from tasker.store.queries import Q
 from tasker.store.transitions import StepAudit, StepChange, step_change_params
 
@@ -19,7 +22,50 @@ async def step_readiness(conn: Connection, task_uuid: UUID) -> list[dict[str, An
 
 
 async def step_outcome_many(conn: Connection, step_uuids: Sequence[UUID]) -> list[dict[str, Any]]:
-    return await (await conn.execute(Q["step_outcome_many"], {"step_uuids": list(step_uuids)})).fetchall()
+    return await (await step_outcome_many_send(conn, step_uuids))()
+
+
+async def step_outcome_many_send(conn: Connection, step_uuids: Sequence[UUID]) -> Pending[list[dict[str, Any]]]:
+    """:func:`step_outcome_many`, sent now and read later (see ``store.db.Pending``)."""
+    cursor = await conn.execute(Q["step_outcome_many"], {"step_uuids": list(step_uuids)})
+    return cursor.fetchall
+
+
+_CLAIM_FROM_QUEUE: dict[str, sql.Composed] = {}
+# The compare-and-swap constants of a first claim (enqueued → in_progress), from the code every transition uses.
+_FIRST_CLAIM = step_change_params([StepChange(UUID(int=0), StepState.ENQUEUED, [StepEvent.START], {})])
+
+
+async def step_claim_from_queue(
+    conn: Connection,
+    queue: str,
+    *,
+    max_messages: int,
+    visibility_seconds: int,
+    metadata: dict[str, str],
+    tokens: Sequence[str],
+) -> list[dict[str, Any]]:
+    """Read up to ``max_messages`` from a PGMQ queue and claim the first deliveries' steps, in one statement.
+
+    One row per message taken (oldest first): ``claimed`` rows carry the handler context (as
+    :func:`step_claim_many`) and their ``claim_token``; the others (redeliveries, lost races) only the message.
+    ``tokens`` holds at least ``max_messages`` fresh claim tokens."""
+    statement = _CLAIM_FROM_QUEUE.get(queue)
+    if statement is None:
+        statement = sql.SQL(Q["step_claim_from_queue"]).format(queue_table=sql.Identifier(f"q_{queue}"))
+        _CLAIM_FROM_QUEUE[queue] = statement
+    params: dict[str, Any] = {
+        "qty": max_messages,
+        "vt": visibility_seconds,
+        "tokens": list(tokens),
+        "metadata": Jsonb(metadata),
+        **{
+            name: _FIRST_CLAIM[name][0]
+            for name in ("in_process", "processed", "stamp_processed_at", "count_attempt", "reset_attempts")
+        },
+        "path": _FIRST_CLAIM["paths"][0],
+    }
+    return await (await conn.execute(statement, params)).fetchall()
 
 
 async def step_claim_view_many(conn: Connection, step_uuids: Sequence[UUID]) -> dict[UUID, dict[str, Any]]:
@@ -43,6 +89,12 @@ class HeldMessage:
     msg_id: int
 
 
+@dataclass(frozen=True)
+class StoredResults:
+    stored: set[UUID]  # steps whose results were stored
+    here: set[UUID]  # of those, the steps whose task this transaction locked: announced to no one, apply them here
+
+
 async def step_result_store_many(
     conn: Connection,
     results: Sequence[StepChange],
@@ -50,18 +102,37 @@ async def step_result_store_many(
     *,
     results_queue: str,
     results_channel: str,
-) -> set[UUID]:
-    """Store results, announce them on ``results_queue`` and delete their step messages, in one statement;
-    returns the steps whose results were stored. ``held`` lists the messages in the same order as ``results``."""
+    lock_tasks: Sequence[UUID | None] = (),
+) -> Pending[StoredResults]:
+    """Store results, announce them on ``results_queue`` and delete their step messages, in one statement (sent
+    now, read by awaiting the answer: see ``store.db.Pending``).
+
+    ``held`` lists the messages in the same order as ``results``. ``lock_tasks`` (same order; None for a result
+    that must go to an orchestrator) names tasks to lock if free: those results are stored but not announced, and
+    the caller, in the same open transaction, applies them itself."""
     if not results:
-        return set()
+        return _nothing_stored
     params: dict[str, Any] = step_change_params(results)
     params["queues"] = [h.queue for h in held]
     params["msg_ids"] = [h.msg_id for h in held]
     params["results_queue"] = results_queue
     params["results_channel"] = results_channel
-    rows = await (await conn.execute(Q["step_result_store_many"], params)).fetchall()
-    return {row["workflow_step_uuid"] for row in rows}
+    locks = list(lock_tasks) or [None] * len(results)
+    params["lock_tasks"] = [task for task in locks if task is not None]
+    params["may_lock"] = [task is not None for task in locks]
+    cursor = await conn.execute(Q["step_result_store_many"], params)
+
+    async def read() -> StoredResults:
+        rows = await cursor.fetchall()
+        return StoredResults(
+            {row["workflow_step_uuid"] for row in rows}, {row["workflow_step_uuid"] for row in rows if row["here"]}
+        )
+
+    return read
+
+
+async def _nothing_stored() -> StoredResults:
+    return StoredResults(set(), set())
 
 
 async def task_ready_many(conn: Connection, limit: int) -> list[UUID]:
@@ -71,11 +142,22 @@ async def task_ready_many(conn: Connection, limit: int) -> list[UUID]:
 
 async def step_readiness_many(conn: Connection, task_uuids: Sequence[UUID]) -> dict[UUID, list[dict[str, Any]]]:
     """Readiness of several tasks' steps, grouped by task."""
-    rows = await (await conn.execute(Q["step_readiness_many"], {"task_uuids": list(task_uuids)})).fetchall()
-    grouped: dict[UUID, list[dict[str, Any]]] = {t: [] for t in task_uuids}
-    for row in rows:
-        grouped.setdefault(row["task_uuid"], []).append(row)
-    return grouped
+    return await (await step_readiness_many_send(conn, task_uuids))()
+
+
+async def step_readiness_many_send(
+    conn: Connection, task_uuids: Sequence[UUID]
+) -> Pending[dict[UUID, list[dict[str, Any]]]]:
+    """:func:`step_readiness_many`, sent now and read later (see ``store.db.Pending``)."""
+    cursor = await conn.execute(Q["step_readiness_many"], {"task_uuids": list(task_uuids)})
+
+    async def read() -> dict[UUID, list[dict[str, Any]]]:
+        grouped: dict[UUID, list[dict[str, Any]]] = {t: [] for t in task_uuids}
+        for row in await cursor.fetchall():
+            grouped.setdefault(row["task_uuid"], []).append(row)
+        return grouped
+
+    return read
 
 
 @dataclass(frozen=True)

@@ -161,11 +161,12 @@ async def task_advance_many(
     moves: Sequence[TaskChange],
     ack_queue: str,
     ack_ids: Sequence[int],
-) -> dict[str, int]:
+) -> None:
     """Enqueue steps with their messages, move tasks and delete applied messages, in one statement.
 
     Only safe under the tasks' row locks (see the statement's comment). ``deliveries`` must list the enqueued
-    steps in the same order as ``enqueue``.
+    steps in the same order as ``enqueue``. Its answer is not read, so in pipeline mode the statement goes out
+    with the transaction's COMMIT (an error still raises, at the latest when the transaction ends).
     """
     params: dict[str, Any] = step_change_params(enqueue)
     params["queues"] = [d.queue for d in deliveries]
@@ -175,8 +176,7 @@ async def task_advance_many(
     params.update({f"task_{k}" if k != "task_uuids" else k: v for k, v in task_params.items()})
     params["ack_queue"] = ack_queue
     params["ack_ids"] = list(ack_ids)
-    row = await (await conn.execute(Q["task_advance_many"], params)).fetchone()
-    return dict(row or {})
+    await conn.execute(Q["task_advance_many"], params)
 
 
 async def task_cancelled_notify(conn: Connection, task_uuid: UUID, channel: str) -> None:

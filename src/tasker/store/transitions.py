@@ -20,7 +20,7 @@ from psycopg.types.json import Jsonb
 from tasker.errors import LostRaceError
 from tasker.model.machines import StepEvent, TaskEvent, step_effects, step_path, task_path
 from tasker.model.states import StepState, TaskState
-from tasker.store.db import Connection
+from tasker.store.db import Connection, Pending
 from tasker.store.queries import Q
 
 
@@ -158,10 +158,25 @@ def _step_winners(rows: list[dict[str, Any]]) -> dict[UUID, StepTransitioned]:
 
 async def step_transition_many(conn: Connection, changes: Sequence[StepChange]) -> dict[UUID, StepTransitioned]:
     """Apply the changes that win their compare-and-swap; returns step → outcome for the winners."""
+    return await (await step_transition_many_send(conn, changes))()
+
+
+async def step_transition_many_send(
+    conn: Connection, changes: Sequence[StepChange]
+) -> Pending[dict[UUID, StepTransitioned]]:
+    """:func:`step_transition_many`, sent now and read later (see ``store.db.Pending``)."""
     if not changes:
-        return {}
-    rows = await (await conn.execute(Q["step_transition_many"], step_change_params(changes))).fetchall()
-    return _step_winners(rows)
+        return _nothing_won
+    cursor = await conn.execute(Q["step_transition_many"], step_change_params(changes))
+
+    async def read() -> dict[UUID, StepTransitioned]:
+        return _step_winners(await cursor.fetchall())
+
+    return read
+
+
+async def _nothing_won() -> dict[UUID, StepTransitioned]:
+    return {}
 
 
 async def step_transition(conn: Connection, change: StepChange) -> StepTransitioned:

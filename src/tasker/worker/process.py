@@ -31,36 +31,46 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from tasker.config import load_settings
+from tasker.engine.results import AppliedBatch, apply_stored
 from tasker.messaging.factory import make_transport
 from tasker.messaging.router import STEP_RESULTS_QUEUE, TASK_CANCELLED_CHANNEL, worker_queue
-from tasker.messaging.transport import Message, Transport
+from tasker.messaging.transport import ClaimingTransport, Message, Transport
 from tasker.messaging.wakeup import IdleBackoff, Wakeups
 from tasker.model.dynamic import worker_result
+from tasker.model.events import DomainEvent
 from tasker.model.ids import uuid7
 from tasker.model.machines import StepEvent
 from tasker.model.results import StepResult
-from tasker.model.states import StepState
+from tasker.model.states import StepState, TaskState
 from tasker.model.template import TaskTemplate
 from tasker.store.db import Connection, create_pool
+from tasker.store.events import domain_event_store_with
 from tasker.store.steps import (
     HeldMessage,
     LateResult,
     step_checkpoint_save_claimed,
     step_claim_many,
     step_claim_view_many,
+    step_outcome_many_send,
     step_result_late_record_many,
 )
 from tasker.store.template_cache import TemplateCache
 from tasker.store.transitions import StepAudit, StepChange
 from tasker.telemetry import (
     STEP_EXECUTION,
+    STEP_RESULTS_APPLIED_BY_WORKER,
+    STEP_RESULTS_PROCESSED,
     STEPS_ACTIVE,
     STEPS_CLAIMED,
     STEPS_EXECUTED,
     STEPS_FAILED,
     STEPS_SUCCEEDED,
+    TASKS_COMPLETED,
+    TASKS_FAILED,
+    record_task_span,
     task_span,
 )
+from tasker.worker.events import EventBus, StoredResult, default_bus, events_of, stored_events
 from tasker.worker.executor import Execution, HandlerThreads, execute, is_async_handler
 from tasker.worker.handler import CheckpointRejectedError, StepContext, checkpoint_yield_of
 from tasker.worker.leases import Lease, LeaseKeeper
@@ -84,6 +94,7 @@ class WorkerConfig:
     handler_allowed_modules: Sequence[str] | None = None  # import handlers only from these module prefixes
     store_retry_seconds: tuple[float, float] = (0.1, 2.0)  # backoff of a failed store: first delay, cap
     loop_stall_warning_seconds: float = 2.0  # warn when the event loop is blocked this long (an async handler)
+    fast_path: bool = True  # apply successful results here when their task's lock is free (engine.results)
 
 
 @dataclass
@@ -113,12 +124,14 @@ class Worker:
         *,
         registry: HandlerRegistry | None = None,
         transport: Transport | None = None,
+        event_bus: EventBus | None = None,
     ) -> None:
         self.url = url
         self.config = config
         self.registry = registry or default_registry
         self._owns_transport = transport is None
         self.transport: Transport = transport or make_transport(load_settings(), url)
+        self.events = event_bus or default_bus  # in-process subscribers of fast domain events
         self.worker_uuid = uuid7()
         self.queues = [worker_queue(ns) for ns in config.namespaces]
         self.templates = TemplateCache(config.env)
@@ -129,6 +142,7 @@ class Worker:
         self._completions: asyncio.Queue[tuple[str, Claim, Execution, asyncio.Future[None]]] = asyncio.Queue()
         self._stopping = False
         self._pool: AsyncConnectionPool[Connection] | None = None
+        self._wakeups: Wakeups | None = None
         self._threads = HandlerThreads(config.concurrency)
         self._allowed = list(config.handler_allowed_modules) if config.handler_allowed_modules is not None else None
         self.leases = LeaseKeeper(
@@ -160,6 +174,7 @@ class Worker:
             application_name="tasker-worker-wakeups",
         )
         await wakeups.start()
+        self._wakeups = wakeups
         for queue in self.queues:
             self.transport.on_message(queue, functools.partial(wakeups.notify_local, queue))
         async with self.pool.connection() as conn:
@@ -226,6 +241,8 @@ class Worker:
                 task.add_done_callback(handlers.discard)
 
     async def _receive_and_claim(self, queue: str, free: int) -> list[Claim]:
+        if isinstance(self.transport, ClaimingTransport):
+            return await self._receive_and_claim_at_once(self.transport, queue, free)
         async with self.pool.connection() as conn:
             received_at = time.monotonic()  # the lease (visibility timeout) runs from here
             messages = await self.transport.receive(
@@ -238,6 +255,39 @@ class Worker:
             claimed = {c.message.msg_id for c in claims}
             others = [m for m in messages if m.msg_id not in claimed]
             if others:  # redeliveries and lost races: look at each step before deciding
+                claims += await self._claim(conn, queue, others)
+            for claim in claims:
+                claim.received_at = received_at
+            return claims
+
+    async def _receive_and_claim_at_once(self, transport: ClaimingTransport, queue: str, free: int) -> list[Claim]:
+        """Read and claim first deliveries in one statement; redeliveries and lost races go the long way."""
+        async with self.pool.connection() as conn:
+            received_at = time.monotonic()  # the lease (visibility timeout) runs from here
+            rows = await transport.receive_and_claim(
+                conn,
+                queue,
+                max_messages=free,
+                visibility_seconds=self.config.lease_seconds,
+                metadata={"worker_uuid": str(self.worker_uuid)},
+                tokens=[new_claim_token() for _ in range(free)],
+            )
+            won = [row for row in rows if row["claimed"]]
+            self._count_claims(won, "fresh")
+            claims = [
+                Claim(
+                    Message(row["msg_id"], queue, row["message"], row["read_ct"]),
+                    row["workflow_step_uuid"],
+                    row["attempts"],
+                    row,
+                    token=row["claim_token"],
+                )
+                for row in won
+            ]
+            others = [
+                Message(row["msg_id"], queue, row["message"], row["read_ct"]) for row in rows if not row["claimed"]
+            ]
+            if others:
                 claims += await self._claim(conn, queue, others)
             for claim in claims:
                 claim.received_at = received_at
@@ -556,16 +606,23 @@ class Worker:
         )
 
     async def _store_many(self, finished: list[tuple[str, Claim, Execution]]) -> None:
-        """Store results with their audit rows, tell the orchestrator and delete the step messages: one commit.
+        """Store results with their audit rows, and delete the step messages: one commit.
 
-        A result whose step moved on (cancelled, taken over after our lease ran out, or claimed again after a
-        database crash rolled our claim back) is not applied, and its message is left alone: it now belongs to
-        whoever holds the step.
+        Fast path (``WorkerConfig.fast_path``): a successful result whose task no one else has locked is applied
+        here, in the same transaction, by the orchestrator's own code (``engine.results.apply_stored``): the step
+        completes and the steps it made ready are enqueued, without a hop through an orchestrator. Every other
+        result is announced on the results queue for an orchestrator, which keeps retries, contended tasks, sweeps
+        and timeouts. A result whose step moved on (cancelled, taken over after our lease ran out, or claimed again
+        after a database crash rolled our claim back) is not applied, and its message is left alone: it now belongs
+        to whoever holds the step.
         """
         changes = [self._result_change(claim, execution) for _, claim, execution in finished]
         held = [HeldMessage(claim.step_uuid, queue, claim.message.msg_id) for queue, claim, _ in finished]
+        events = self._events(finished, changes)
         async with self.pool.connection() as conn:
-            stored = await self.transport.store_results(conn, changes, held, results_queue=STEP_RESULTS_QUEUE)
+            store = functools.partial(self._store_and_apply, conn, finished, changes, held)
+            stored = await domain_event_store_with(conn, events, store)  # durable events: in the store's transaction
+            self.events.publish(stored_events(events, stored))  # fast events: committed results only
             late = [
                 (queue, claim, change)
                 for (queue, claim, _), change in zip(finished, changes, strict=True)
@@ -573,6 +630,106 @@ class Worker:
             ]
             if late:
                 await self._record_late(conn, late)
+
+    async def _store_and_apply(
+        self,
+        conn: Connection,
+        finished: list[tuple[str, Claim, Execution]],
+        changes: list[StepChange],
+        held: list[HeldMessage],
+    ) -> set[UUID]:
+        """The stored steps. When applying here fails for a reason other than the connection, the transaction
+        rolls back whole and the results are stored again for an orchestrator, which handles results that keep
+        failing (retried with backoff, then dead-lettered) instead of this worker retrying them forever."""
+        lock_tasks = [
+            claim.row.get("task_uuid") if execution.result.success else None for _, claim, execution in finished
+        ]
+        if not self.config.fast_path or not any(lock_tasks):
+            return (
+                await (await self.transport.store_results(conn, changes, held, results_queue=STEP_RESULTS_QUEUE))()
+            ).stored
+        started = time.time_ns()
+        try:
+            stored, batch = await self._store_and_apply_here(conn, changes, held, lock_tasks)
+        except psycopg.OperationalError:
+            raise
+        except Exception:
+            log.exception("applying %d result(s) here failed; handing them to an orchestrator", len(finished))
+            return (
+                await (await self.transport.store_results(conn, changes, held, results_queue=STEP_RESULTS_QUEUE))()
+            ).stored
+        if batch is not None:
+            self._observe_applied(batch, finished, started, time.time_ns())
+        return stored
+
+    async def _store_and_apply_here(
+        self, conn: Connection, changes: list[StepChange], held: list[HeldMessage], lock_tasks: list[UUID | None]
+    ) -> tuple[set[UUID], AppliedBatch | None]:
+        """The fast path in one pipelined transaction: the store (taking the free task locks) and the outcome read
+        go out together, then ``apply_stored`` for the results whose task we locked; the outcomes are read in a
+        statement after the lock, so they see every commit made before it."""
+        async with conn.pipeline(), conn.transaction():
+            sent_store = await self.transport.store_results(
+                conn, changes, held, results_queue=STEP_RESULTS_QUEUE, lock_tasks=lock_tasks
+            )
+            succeeded = [change.step_uuid for change, task in zip(changes, lock_tasks, strict=True) if task]
+            sent_outcomes = await step_outcome_many_send(conn, succeeded)
+            result = await sent_store()
+            if not result.here:
+                return result.stored, None
+
+            async def outcomes_here() -> list[dict[str, Any]]:
+                return [row for row in await sent_outcomes() if row["workflow_step_uuid"] in result.here]
+
+            batch = await apply_stored(
+                conn,
+                self.transport,
+                self.templates,
+                list(result.here),
+                processor_uuid=self.worker_uuid,
+                outcomes=outcomes_here,
+            )
+        return result.stored, batch
+
+    def _observe_applied(
+        self, batch: AppliedBatch, finished: list[tuple[str, Claim, Execution]], started: int, ended: int
+    ) -> None:
+        """Metrics and spans of results applied here, as an orchestrator records them; steps made ready in our own
+        queues are claimed at once, without waiting for the NOTIFY to come back."""
+        STEP_RESULTS_APPLIED_BY_WORKER.inc(len(batch.applied))
+        rows = {claim.step_uuid: claim.row for _, claim, _ in finished}
+        for outcome in batch.applied:
+            row = rows.get(outcome.step_uuid) or {}
+            if row.get("correlation_id") is not None:
+                record_task_span(
+                    "step.result_processed",
+                    row["correlation_id"],
+                    started,
+                    ended,
+                    task_uuid=row.get("task_uuid"),
+                    step_uuid=outcome.step_uuid,
+                    processor_uuid=self.worker_uuid,
+                    batch=len(batch.applied),
+                )
+        for outcome in batch.applied:
+            STEP_RESULTS_PROCESSED.labels(str(outcome.step_state)).inc()
+            if outcome.task_state is TaskState.COMPLETE:
+                TASKS_COMPLETED.inc()
+            elif outcome.task_state is TaskState.BLOCKED_BY_FAILURES:
+                TASKS_FAILED.inc()
+        if self._wakeups is not None:
+            for queue in batch.queues & set(self.queues):
+                self._wakeups.notify_local(queue)
+
+    def _events(self, finished: list[tuple[str, Claim, Execution]], changes: list[StepChange]) -> list[DomainEvent]:
+        """The domain events these results publish once stored (tasker.worker.events); a lost attempt reported
+        for another worker has no template loaded here and publishes none."""
+        results = []
+        for (_, claim, _), change in zip(finished, changes, strict=True):
+            named_task = claim.row.get("named_task_uuid")
+            template = self._known_templates.get(named_task) if isinstance(named_task, UUID) else None
+            results.append(StoredResult(template, claim.row, claim.attempts, change.results))
+        return events_of(results, worker_id=str(self.worker_uuid))
 
     async def _record_late(self, conn: Connection, late: list[tuple[str, Claim, StepChange]]) -> None:
         """Results whose step moved on are recorded in the audit trail, not applied; the messages of steps that are

@@ -45,9 +45,15 @@ SELECT (SELECT count(*) FROM enqueued) AS enqueued, (SELECT count(*) FROM queued
 
 -- name: outbox_step_result_store_many
 -- step_result_store_many (steps.sql) for the RabbitMQ transport: the same fenced compare-and-swap with its audit
--- rows, one outbox row per stored result for the orchestration queue; the step deliveries are acknowledged on the
--- broker by the transport after this statement (autocommit) or its transaction committed.
-WITH stored AS (
+-- rows and the same fast path (tasks in `lock_tasks` locked if free; their results are `here`, applied by the worker
+-- in this transaction and announced to no one), one outbox row per other stored result for the orchestration
+-- queue. The step deliveries are acknowledged on the broker by the transport once this is known to have committed.
+WITH locked AS (
+    SELECT t.task_uuid FROM tasker.tasks t
+    WHERE t.task_uuid = ANY(%(lock_tasks)s::uuid[])
+    FOR NO KEY UPDATE SKIP LOCKED
+),
+stored AS (
     SELECT * FROM tasker.step_transition_many(
         %(step_uuids)s::uuid[], %(from_states)s::text[], %(paths)s::jsonb[], %(metadata)s::jsonb[],
         %(expected_attempts)s::int[], %(in_process)s::bool[], %(processed)s::bool[], %(stamp_processed_at)s::bool[],
@@ -56,19 +62,21 @@ WITH stored AS (
     )
 ),
 delivered AS (
-    SELECT s.workflow_step_uuid, s.task_uuid, m.correlation_id
+    SELECT s.workflow_step_uuid, s.task_uuid, m.correlation_id,
+           (m.may_lock AND s.task_uuid IN (SELECT task_uuid FROM locked)) AS here
     FROM stored s
-    JOIN unnest(%(step_uuids)s::uuid[], %(correlation_ids)s::uuid[]) AS m(step_uuid, correlation_id)
-         ON m.step_uuid = s.workflow_step_uuid
+    JOIN unnest(%(step_uuids)s::uuid[], %(correlation_ids)s::uuid[], %(may_lock)s::bool[])
+         AS m(step_uuid, correlation_id, may_lock) ON m.step_uuid = s.workflow_step_uuid
 ),
 queued AS (
     INSERT INTO tasker_ext.outbox (queue, body)
     SELECT %(results_queue)s, jsonb_build_object('task_uuid', task_uuid, 'step_uuid', workflow_step_uuid,
                                                  'correlation_id', correlation_id)
     FROM delivered
+    WHERE NOT here
     RETURNING 1
 )
-SELECT d.workflow_step_uuid, (SELECT count(*) FROM queued) AS sent,
+SELECT d.workflow_step_uuid, d.here, (SELECT count(*) FROM queued) AS sent,
        (SELECT count(*) FROM (SELECT pg_notify(%(channel)s, '') FROM queued LIMIT 1) n) AS notified
 FROM delivered d;
 

@@ -65,7 +65,14 @@ JOIN tasker.task_namespaces ns ON ns.task_namespace_uuid = nt.task_namespace_uui
 -- result that loses (the step was cancelled, or taken over after its lease ran out) is neither announced nor
 -- acknowledged: its message now belongs to whoever holds the step. Each result names its claim's token
 -- (`expected_claim_token`), so a claim rolled back by a database crash and re-issued cannot be completed twice.
-WITH stored AS (
+-- The fast path: the tasks in `lock_tasks` are locked here if no one else holds them (SKIP LOCKED: never waits);
+-- the stored results of those tasks are not announced (`here`), the worker applies them in this transaction.
+WITH locked AS (
+    SELECT t.task_uuid FROM tasker.tasks t
+    WHERE t.task_uuid = ANY(%(lock_tasks)s::uuid[])
+    FOR NO KEY UPDATE SKIP LOCKED
+),
+stored AS (
     SELECT * FROM tasker.step_transition_many(
         %(step_uuids)s::uuid[], %(from_states)s::text[], %(paths)s::jsonb[], %(metadata)s::jsonb[],
         %(expected_attempts)s::int[], %(in_process)s::bool[], %(processed)s::bool[], %(stamp_processed_at)s::bool[],
@@ -74,15 +81,18 @@ WITH stored AS (
     )
 ),
 delivered AS (
-    SELECT s.workflow_step_uuid, s.task_uuid, m.queue, m.msg_id, m.correlation_id
+    SELECT s.workflow_step_uuid, s.task_uuid, m.queue, m.msg_id, m.correlation_id,
+           (m.may_lock AND s.task_uuid IN (SELECT task_uuid FROM locked)) AS here
     FROM stored s
-    JOIN unnest(%(step_uuids)s::uuid[], %(queues)s::text[], %(msg_ids)s::bigint[], %(correlation_ids)s::uuid[])
-         AS m(step_uuid, queue, msg_id, correlation_id) ON m.step_uuid = s.workflow_step_uuid
+    JOIN unnest(%(step_uuids)s::uuid[], %(queues)s::text[], %(msg_ids)s::bigint[], %(correlation_ids)s::uuid[],
+                %(may_lock)s::bool[])
+         AS m(step_uuid, queue, msg_id, correlation_id, may_lock) ON m.step_uuid = s.workflow_step_uuid
 ),
 payload AS (
     SELECT array_agg(jsonb_build_object('task_uuid', task_uuid, 'step_uuid', workflow_step_uuid,
                                         'correlation_id', correlation_id)) AS bodies
     FROM delivered
+    WHERE NOT here
     HAVING count(*) > 0
 ),
 sent AS (
@@ -94,7 +104,7 @@ acked AS (
     FROM (SELECT queue, array_agg(msg_id) AS ids FROM delivered GROUP BY queue) g
     CROSS JOIN LATERAL pgmq.delete(g.queue, g.ids)
 )
-SELECT d.workflow_step_uuid, (SELECT n FROM sent) AS sent, (SELECT n FROM acked) AS acked
+SELECT d.workflow_step_uuid, d.here, (SELECT n FROM sent) AS sent, (SELECT n FROM acked) AS acked
 FROM delivered d;
 
 -- name: task_ready_many
@@ -174,3 +184,80 @@ WHERE s.workflow_step_uuid = %(step_uuid)s
               WHERE t.workflow_step_uuid = s.workflow_step_uuid AND t.most_recent AND t.to_state = 'in_progress'
                 AND t.metadata ->> 'claim_token' = %(claim_token)s)
 RETURNING s.checkpoint;
+
+-- name: step_claim_from_queue
+-- A worker's read and claim in one statement (PGMQ only; {queue_table} is filled in per queue): take up to `qty`
+-- visible messages and hide them for `vt` seconds (the lease), as queue_read does; claim the steps of the first
+-- deliveries (read_ct = 1) `enqueued → in_progress` as step_claim_many does, each under its own claim token
+-- (`tokens`, one per possible message) with `metadata` plus the message's correlation id; and return one row per
+-- message taken: the claimed ones with everything their handlers see, the others (redeliveries, lost races)
+-- with `claimed` false, for the worker to look at. The per-claim constants of the compare-and-swap (`path`,
+-- effects) come from the same code as every other transition (store.transitions.step_change_params).
+WITH next AS (
+    SELECT msg_id
+    FROM pgmq.{queue_table}
+    WHERE vt <= clock_timestamp()
+    ORDER BY msg_id
+    LIMIT %(qty)s
+    FOR UPDATE SKIP LOCKED
+),
+taken AS (
+    UPDATE pgmq.{queue_table} m
+    SET last_read_at = clock_timestamp(), vt = clock_timestamp() + make_interval(secs => %(vt)s),
+        read_ct = m.read_ct + 1
+    FROM next
+    WHERE m.msg_id = next.msg_id
+    RETURNING m.msg_id, m.read_ct, m.message
+),
+fresh AS (  -- one message per step: a second one for the same step is left to the worker (a lost race)
+    SELECT d.*, (%(tokens)s::text[])[row_number() OVER (ORDER BY d.msg_id)] AS claim_token
+    FROM (
+        SELECT DISTINCT ON (t.message ->> 'step_uuid')
+               t.msg_id, (t.message ->> 'step_uuid')::uuid AS step_uuid, t.message -> 'correlation_id' AS correlation_id
+        FROM taken t
+        WHERE t.read_ct = 1 AND t.message ? 'step_uuid'
+        ORDER BY t.message ->> 'step_uuid', t.msg_id
+    ) d
+),
+batch AS (
+    SELECT array_agg(f.step_uuid ORDER BY f.msg_id) AS steps,
+           array_agg(%(metadata)s::jsonb || jsonb_build_object('correlation_id', f.correlation_id,
+                                                               'claim_token', f.claim_token)
+                     ORDER BY f.msg_id) AS metadata,
+           count(*)::int AS n
+    FROM fresh f
+    HAVING count(*) > 0
+),
+claimed AS (
+    SELECT c.*
+    FROM batch b
+    CROSS JOIN LATERAL tasker.step_transition_many(
+        b.steps, array_fill('enqueued'::text, ARRAY[b.n]), array_fill(%(path)s::jsonb, ARRAY[b.n]), b.metadata,
+        array_fill(NULL::int, ARRAY[b.n]), array_fill(%(in_process)s::bool, ARRAY[b.n]),
+        array_fill(%(processed)s::bool, ARRAY[b.n]), array_fill(%(stamp_processed_at)s::bool, ARRAY[b.n]),
+        array_fill(%(count_attempt)s::bool, ARRAY[b.n]), array_fill(%(reset_attempts)s::bool, ARRAY[b.n]),
+        array_fill(NULL::jsonb, ARRAY[b.n]), array_fill(NULL::int, ARRAY[b.n]), array_fill(NULL::bool, ARRAY[b.n]),
+        array_fill(NULL::uuid, ARRAY[b.n]), array_fill(NULL::uuid, ARRAY[b.n]), array_fill(NULL::bigint, ARRAY[b.n])
+    ) c
+),
+context AS (
+    SELECT c.workflow_step_uuid, c.task_uuid, c.attempts, n.name,
+           COALESCE(s.inputs ->> '__template_step_name', n.name) AS template_step_name,
+           s.inputs, s.checkpoint, COALESCE(s.max_attempts, 3) AS max_attempts, s.retryable, t.context,
+           t.correlation_id, t.named_task_uuid, nt.name AS task_name, nt.version AS task_version,
+           ns.name AS namespace_name,
+           COALESCE((SELECT jsonb_object_agg(d.step_name, d.results)
+                     FROM tasker.get_step_transitive_dependencies(c.workflow_step_uuid) d
+                     WHERE d.results IS NOT NULL), jsonb_build_object()) AS dependency_results
+    FROM claimed c
+    JOIN tasker.workflow_steps s ON s.workflow_step_uuid = c.workflow_step_uuid
+    JOIN tasker.named_steps n ON n.named_step_uuid = s.named_step_uuid
+    JOIN tasker.tasks t ON t.task_uuid = s.task_uuid
+    JOIN tasker.named_tasks nt ON nt.named_task_uuid = t.named_task_uuid
+    JOIN tasker.task_namespaces ns ON ns.task_namespace_uuid = nt.task_namespace_uuid
+)
+SELECT t.msg_id, t.read_ct, t.message, f.claim_token, (x.workflow_step_uuid IS NOT NULL) AS claimed, x.*
+FROM taken t
+LEFT JOIN fresh f ON f.msg_id = t.msg_id
+LEFT JOIN context x ON x.workflow_step_uuid = f.step_uuid
+ORDER BY t.msg_id;

@@ -1,0 +1,114 @@
+"""Durable domain events (``tasker_ext.domain_events``, migration 0013): inserted in the transaction that stores the
+steps' results, read in commit order from a cursor."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+from psycopg.types.json import Jsonb
+
+from tasker.errors import InvalidEventQueryError
+from tasker.model.events import NOTIFY_CHANNEL, DomainEvent, Patterns
+from tasker.store.db import Connection
+from tasker.store.queries import Q
+
+MAX_PAGE = 1000
+
+
+def _insert_params(events: Sequence[DomainEvent]) -> dict[str, Any]:
+    return {
+        "event_uuids": [e.event_uuid for e in events],
+        "names": [e.name for e in events],
+        "namespaces": [e.namespace for e in events],
+        "task_uuids": [e.task_uuid for e in events],
+        "step_uuids": [e.step_uuid for e in events],
+        "step_names": [e.step_name for e in events],
+        "conditions": [e.condition for e in events],
+        "outcomes": [e.outcome for e in events],
+        "delivery_modes": [e.delivery_mode for e in events],
+        "payloads": [Jsonb(e.payload) for e in events],
+        "channel": NOTIFY_CHANNEL,
+    }
+
+
+async def domain_event_insert_many(conn: Connection, events: Sequence[DomainEvent]) -> None:
+    """Insert durable events and signal subscribers. Inside the caller's transaction; the result is not read, so
+    in a pipeline the statement travels with the COMMIT that follows it."""
+    durable = [e for e in events if e.durable]
+    if durable:
+        await conn.execute(Q["domain_event_insert_many"], _insert_params(durable))
+
+
+async def domain_event_store_with(
+    conn: Connection,
+    events: Sequence[DomainEvent],
+    store: Callable[[], Awaitable[set[UUID]]],
+) -> set[UUID]:
+    """Run ``store()`` (which stores step results and returns the steps it stored) and insert the durable events of
+    the stored steps in the same transaction; returns what ``store()`` returned.
+
+    Only the results that won their compare-and-swap publish: a stale claimer (its fence failed), a store that
+    rolls back, or a retried store whose first try had committed store nothing now, so they insert nothing. Without
+    durable events this is ``store()`` alone, unchanged: no transaction, no extra round trip. With them, the
+    BEGIN travels with the store statement and the insert with the COMMIT (a pipeline): one round trip more.
+    """
+    if not any(e.durable for e in events):
+        return await store()
+    async with conn.pipeline(), conn.transaction():
+        stored = await store()
+        await domain_event_insert_many(conn, [e for e in events if e.step_uuid in stored])
+    return stored
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    namespace: str | None = None
+    task_uuid: UUID | None = None
+    names: Patterns = field(default_factory=Patterns)
+
+
+@dataclass(frozen=True)
+class EventPage:
+    events: list[DomainEvent]
+    held_back: bool  # events wait behind the horizon (a transaction older than them is still running)
+
+
+def _event(row: dict[str, Any]) -> DomainEvent:
+    return DomainEvent(
+        event_uuid=row["event_uuid"],
+        name=row["name"],
+        namespace=row["namespace"],
+        task_uuid=row["task_uuid"],
+        step_uuid=row["step_uuid"],
+        step_name=row["step_name"],
+        condition=row["condition"],
+        outcome=row["outcome"],
+        delivery_mode=row["delivery_mode"],
+        payload=row["payload"],
+        created_at=row["created_at"],
+    )
+
+
+async def domain_event_list_many(
+    conn: Connection, where: EventFilter, *, after: UUID | None = None, limit: int = 100
+) -> EventPage:
+    """Events after the cursor ``after`` (an event id; None: from the first), in commit order.
+
+    Raises InvalidEventQueryError when ``after`` names no event (a typo, or the event was deleted): starting over
+    silently would deliver everything again, and skipping ahead would lose events."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidEventQueryError(f"limit must be between 1 and {MAX_PAGE}, got {limit}")
+    params = {
+        "after": after,
+        "namespace": where.namespace,
+        "task_uuid": where.task_uuid,
+        "name_patterns": where.names.like(),
+        "limit": limit,
+    }
+    rows = await (await conn.execute(Q["domain_event_list_many"], params)).fetchall()
+    if not rows[0]["cursor_found"]:
+        raise InvalidEventQueryError(f"after: no event has the id {after}")
+    return EventPage([_event(r) for r in rows if r["event_uuid"] is not None], bool(rows[0]["held_back"]))
