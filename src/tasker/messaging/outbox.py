@@ -46,9 +46,11 @@ class OutboxSender:
         self._wakeups = Wakeups(database_url, [OUTBOX_QUEUE], application_name="tasker-outbox-wakeups")
         self._conn: Connection | None = None
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self.published = 0
 
     async def start(self) -> None:
+        self._stopping = False
         await self._wakeups.start()
         self._task = asyncio.create_task(self._run(), name="tasker-outbox-sender")
 
@@ -57,7 +59,7 @@ class OutboxSender:
         self._wakeups.notify_local(OUTBOX_QUEUE)
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             self._wakeups.clear(OUTBOX_QUEUE)
             try:
                 if await self.drain_once() >= self._batch_size:
@@ -66,6 +68,8 @@ class OutboxSender:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the broker or the database is away: the rows wait in the outbox
+                if self._stopping:  # a cancellation that a library turned into an error
+                    return
                 log.warning(
                     "outbox: publishing failed (%s: %s); retrying in %.1f s", type(exc).__name__, exc, self._retry
                 )
@@ -113,13 +117,17 @@ class OutboxSender:
                 await conn.close()
 
     async def _stop_loop(self) -> None:
+        """Stop the loop, bounded: the flag ends it even where a library swallows the cancellation."""
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+            await asyncio.wait({self._task}, timeout=10)
+            if not self._task.done():
+                log.warning("outbox: the sender did not stop within 10 s")
             self._task = None
 
     async def stop(self) -> None:
         await self._stop_loop()
-        await self._wakeups.stop()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wakeups.stop(), 10)
         await self._drop_connection()

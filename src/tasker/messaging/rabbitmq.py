@@ -224,7 +224,7 @@ class RabbitMqTransport:
         self._settle_wake.set()
 
     async def _settle_loop(self) -> None:
-        while True:
+        while self._settler is not None:
             await self._settle_wake.wait()
             self._settle_wake.clear()
             delay = 0.002
@@ -487,11 +487,10 @@ class RabbitMqTransport:
                 async with asyncio.timeout(5):
                     while self._pending:
                         await asyncio.sleep(0.01)
-        if self._settler is not None:
-            self._settler.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._settler
-            self._settler = None
+        settler, self._settler = self._settler, None  # also ends its loop where a cancellation is swallowed
+        if settler is not None:
+            settler.cancel()
+            await asyncio.wait({settler}, timeout=10)
         await self._drop_settler_connection()
         if self._sender is not None:
             await self._sender.flush(5.0)
@@ -499,7 +498,7 @@ class RabbitMqTransport:
             self._sender = None
         if self._connection is not None:
             with contextlib.suppress(Exception):
-                await self._connection.close()
+                await asyncio.wait_for(self._connection.close(), 10)
         self._connection = self._publisher = self._consumer = None
         self._consuming.clear()
         self._declared.clear()
