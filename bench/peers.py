@@ -36,6 +36,7 @@ import hashlib
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -144,7 +145,8 @@ def peer_python() -> Path:
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode != 0:
             shutil.rmtree(PEER_VENV, ignore_errors=True)
-            tail = "\n".join(line for line in (done.stderr + done.stdout).splitlines() if line.strip())[-2000:]
+            lines = (done.stderr + done.stdout).splitlines()
+            tail = "\n".join(x for x in lines if x.strip() and not x.startswith("WARNING: Location"))[-2000:]
             raise BenchError(f"installing the peers failed at `{' '.join(command[:4])} ...`:\n{tail}")
     stamp.write_text(wanted)
     return python
@@ -269,6 +271,18 @@ def run_peer(system: str, python: Path, url: str, args: argparse.Namespace) -> F
     )
 
 
+def median_figures(runs: list[Figures]) -> Figures:
+    """Each figure's median over the rounds (the rounds interleave the systems, so that load from elsewhere on a
+    shared machine falls on all of them alike)."""
+    first = asdict(runs[0])
+    for key, value in first.items():
+        if isinstance(value, float):
+            first[key] = statistics.median(getattr(r, key) for r in runs)
+        elif isinstance(value, int):
+            first[key] = round(statistics.median(getattr(r, key) for r in runs))
+    return Figures(**first)
+
+
 # --- report ---------------------------------------------------------------------------------------------------
 
 
@@ -309,12 +323,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, help="chains in flight in the throughput run (200; quick 100)")
     parser.add_argument("--worker-concurrency", type=int, default=32, help="Tasker's and Procrastinate's worker")
     parser.add_argument("--creators", type=int, default=4, help="connections creating Tasker tasks (throughput)")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="run every system this many times, interleaved; medians are shown"
+    )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args(argv)
     defaults = {"chains": (300, 40), "warmup": (30, 5), "throughput_chains": (2000, 300), "concurrency": (200, 100)}
     for name, (full, quick) in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, quick if args.quick else full)
+    if min(args.rounds, args.chains, args.throughput_chains, args.concurrency) < 1:
+        parser.error("--rounds, --chains, --throughput-chains and --concurrency must be at least 1")
     args.systems = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = sorted(set(args.systems) - set(SYSTEMS))
     if unknown or not args.systems:
@@ -329,28 +348,28 @@ def main(argv: list[str] | None = None) -> list[Figures]:
         f"PostgreSQL {server_version(args.database_url)} at {urlsplit(args.database_url).netloc}; "
         f"{os.cpu_count()} cores, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
         f"latency over {args.chains} chains (after {args.warmup}), throughput {args.throughput_chains} chains "
-        f"with {args.concurrency} in flight",
+        f"with {args.concurrency} in flight; {args.rounds} round(s)",
         flush=True,
     )
     python = peer_python() if set(args.systems) & {"dbos", "procrastinate"} else None
-    figures: list[Figures] = []
-    for system in [s for s in SYSTEMS if s in args.systems]:
-        started = time.perf_counter()
-        with fresh_database(args.database_url, f"peers_{system}") as url:
-            if system == "tasker":
-                figures.append(run_tasker(url, args))
-            else:
-                assert python is not None
-                figures.append(run_peer(system, python, url, args))
-        f = figures[-1]
-        print(
-            f"{system} {f.version}: p50 {f.p50_ms:.1f} ms, p95 {f.p95_ms:.1f} ms, p99 {f.p99_ms:.1f} ms, "
-            f"{f.steps_per_s:.0f} steps/s ({time.perf_counter() - started:.0f} s; load {os.getloadavg()[0]:.2f})",
-            flush=True,
-        )
+    rounds: dict[str, list[Figures]] = {s: [] for s in SYSTEMS if s in args.systems}
+    for round_number in range(1, args.rounds + 1):
+        for system in rounds:
+            started = time.perf_counter()
+            with fresh_database(args.database_url, f"peers_{system}") as url:
+                f = run_tasker(url, args) if system == "tasker" else run_peer(system, python or Path(), url, args)
+            rounds[system].append(f)
+            print(
+                f"round {round_number}: {system} {f.version}: p50 {f.p50_ms:.1f} ms, p95 {f.p95_ms:.1f} ms, "
+                f"p99 {f.p99_ms:.1f} ms, {f.steps_per_s:.0f} steps/s "
+                f"({time.perf_counter() - started:.0f} s; load {os.getloadavg()[0]:.2f})",
+                flush=True,
+            )
+    figures = [median_figures(runs) for runs in rounds.values()]
     print_table(figures)
     if args.json:
-        args.json.write_text(json.dumps([asdict(f) for f in figures], indent=2) + "\n")
+        every = {system: [asdict(f) for f in runs] for system, runs in rounds.items()}
+        args.json.write_text(json.dumps({"median": [asdict(f) for f in figures], "rounds": every}, indent=2) + "\n")
     return figures
 
 
