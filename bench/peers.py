@@ -247,7 +247,7 @@ def run_peer(system: str, python: Path, url: str, args: argparse.Namespace) -> F
         command = [str(python), str(BENCH / "peers_dbos.py"), url, *common]
     else:
         command = [str(python), str(BENCH / "peers_procrastinate.py"), "bench", url, *common]
-        command += ["--concurrency-worker", str(args.worker_concurrency)]
+        command += ["--concurrency-worker", str(args.procrastinate_concurrency)]
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=3600)
     lines = [line for line in done.stdout.splitlines() if line.startswith("PEERS-RESULT ")]
@@ -321,7 +321,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, help="chains run before the latency measurement (30; quick 5)")
     parser.add_argument("--throughput-chains", type=int, help="chains in the throughput run (2000; quick 300)")
     parser.add_argument("--concurrency", type=int, help="chains in flight in the throughput run (200; quick 100)")
-    parser.add_argument("--worker-concurrency", type=int, default=32, help="Tasker's and Procrastinate's worker")
+    parser.add_argument("--worker-concurrency", type=int, default=64, help="Tasker's worker (64, as bench/runtime.py)")
+    parser.add_argument("--procrastinate-concurrency", type=int, default=32, help="Procrastinate's worker")
     parser.add_argument("--creators", type=int, default=4, help="connections creating Tasker tasks (throughput)")
     parser.add_argument(
         "--rounds", type=int, default=1, help="run every system this many times, interleaved; medians are shown"
