@@ -115,7 +115,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
-async def measure_latency(url: str, count: int, warmup: int) -> dict[str, Any]:
+async def measure_latency(url: str, count: int, warmup: int, template: str = "bench_linear") -> dict[str, Any]:
     creator, listener = await connect(url), await connect(url)
     settled = Settled(listener)
     await settled.start()
@@ -123,7 +123,7 @@ async def measure_latency(url: str, count: int, warmup: int) -> dict[str, Any]:
     totals: list[float] = []
     creates: list[float] = []
     for i in range(warmup + count):
-        request = TaskRequest(namespace="bench", name="bench_linear", context={"i": i, "run": time.time()})
+        request = TaskRequest(namespace="bench", name=template, context={"i": i, "run": time.time()})
         started = time.perf_counter()
         created = await create_task(creator, transport, request, env="bench")
         created_at = time.perf_counter()

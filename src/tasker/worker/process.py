@@ -143,6 +143,7 @@ class Worker:
         self._stopping = False
         self._pool: AsyncConnectionPool[Connection] | None = None
         self._wakeups: Wakeups | None = None
+        self._drained: set[str] = set()
         self._threads = HandlerThreads(config.concurrency)
         self._allowed = list(config.handler_allowed_modules) if config.handler_allowed_modules is not None else None
         self.leases = LeaseKeeper(
@@ -239,6 +240,8 @@ class Worker:
                 task = asyncio.create_task(self._run(queue, claim))
                 handlers.add(task)
                 task.add_done_callback(handlers.discard)
+            if queue in self._drained:  # fewer messages than free slots: the queue is empty, wait for a signal
+                await wakeups.wait(queue, idle.idle())
 
     async def _receive_and_claim(self, queue: str, free: int) -> list[Claim]:
         if isinstance(self.transport, ClaimingTransport):
@@ -248,6 +251,7 @@ class Worker:
             messages = await self.transport.receive(
                 conn, queue, max_messages=free, visibility_seconds=self.config.lease_seconds
             )
+            self._note_drained(queue, len(messages) < free)
             if not messages:
                 return []
             fresh = [m for m in messages if m.read_count == 1]
@@ -272,6 +276,7 @@ class Worker:
                 metadata={"worker_uuid": str(self.worker_uuid)},
                 tokens=[new_claim_token() for _ in range(free)],
             )
+            self._note_drained(queue, len(rows) < free)
             won = [row for row in rows if row["claimed"]]
             self._count_claims(won, "fresh")
             claims = [
@@ -292,6 +297,14 @@ class Worker:
             for claim in claims:
                 claim.received_at = received_at
             return claims
+
+    def _note_drained(self, queue: str, drained: bool) -> None:
+        """Whether the last read took everything visible: then the consumer waits for a wake-up (a NOTIFY sent
+        after the read's snapshot sets it at once) instead of reading an empty queue again."""
+        if drained:
+            self._drained.add(queue)
+        else:
+            self._drained.discard(queue)
 
     def _claim_metadata(self, message: Message, token: str) -> dict[str, Any]:
         correlation_id = message.body.get("correlation_id")
