@@ -61,7 +61,12 @@ def prepare_database(given: str | None) -> str:
 
 
 def start_services(url: str, orchestrators: int, workers: int, concurrency: int) -> list[subprocess.Popen[bytes]]:
-    env = {**os.environ, "TASKER_DATABASE_URL": url, "PYTHONPATH": str(ROOT), "TASKER_LOG_LEVEL": "warning"}
+    env = {
+        **os.environ,
+        "TASKER_DATABASE_URL": url,
+        "PYTHONPATH": str(ROOT / "src") + ":" + str(ROOT),
+        "TASKER_LOG_LEVEL": "warning",
+    }
     command = [sys.executable, "-m", "tasker.cli.main"]
     processes = [subprocess.Popen([*command, "orchestrator"], cwd=ROOT, env=env) for _ in range(orchestrators)]
     processes += [
