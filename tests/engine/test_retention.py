@@ -37,6 +37,7 @@ PER_TASK = {
     " JOIN tasker.workflow_steps s USING (workflow_step_uuid)",
     "tasker.workflow_step_result_audit": "SELECT task_uuid FROM tasker.workflow_step_result_audit",
     "tasker.tasks_dlq": "SELECT task_uuid FROM tasker.tasks_dlq",
+    "tasker_ext.domain_events": "SELECT task_uuid FROM tasker_ext.domain_events",
 }
 
 
@@ -81,6 +82,12 @@ async def world(conn: Connection, db_url: str) -> dict[str, Any]:
     await dlq_create_entry(conn, in_dlq, reason="manual_dlq", original_state="complete")
     for task_uuid in [*old, in_progress.task_uuid, errored, in_dlq]:
         await backdate(conn, task_uuid)
+        await conn.execute(  # a durable domain event of the task's (pruned with it, or kept with it)
+            "INSERT INTO tasker_ext.domain_events (name, namespace, task_uuid, step_uuid, step_name, condition,"
+            " outcome, delivery_mode, payload) VALUES ('order.done', 'linear_workflow', %s, gen_random_uuid(),"
+            " 'linear_step_1', 'success', 'success', 'durable', '{}'::jsonb)",
+            [task_uuid],
+        )
     kept = [done[2].task_uuid, in_progress.task_uuid, errored, in_dlq]
     return {"old": old, "kept": kept, "kept_rows": await rows_of(conn, kept), "old_rows": await rows_of(conn, old)}
 
@@ -89,9 +96,10 @@ async def test_prune_archives_old_finished_tasks_in_batches_and_keeps_the_rest(
     conn: Connection, world: dict[str, Any]
 ) -> None:
     assert world["old_rows"]["tasker.workflow_step_result_audit"] >= 8  # real runs: audit rows to remove
+    assert world["old_rows"]["tasker_ext.domain_events"] == 3
     report = await prune(conn, cutoff=CUTOFF, archive=True, batch_size=2)
     assert report.tasks == 3 and report.archived == 3 and report.batches == 2
-    assert report.rows == {table.removeprefix("tasker."): n for table, n in world["old_rows"].items()}
+    assert report.rows == {table.split(".")[1]: n for table, n in world["old_rows"].items()}
     assert await rows_of(conn, world["old"]) == dict.fromkeys(PER_TASK, 0)
     assert await rows_of(conn, world["kept"]) == world["kept_rows"]
     archived = {r["task_uuid"]: r for r in await rows(conn, "SELECT * FROM tasker_ext.task_archive")}
@@ -105,6 +113,7 @@ async def test_prune_archives_old_finished_tasks_in_batches_and_keeps_the_rest(
     document = complete["document"]
     assert document["task"]["task_uuid"] == str(world["old"][0])
     assert sorted(s["name"] for s in document["steps"]) == [f"linear_step_{i}" for i in (1, 2, 3, 4)]
+    assert [e["name"] for e in document["domain_events"]] == ["order.done"]
     assert all(s["transitions"] and s["result_audit"] and s["results"] for s in document["steps"])
     assert len(document["edges"]) == 3 and document["transitions"][-1]["to_state"] == "complete"
     assert archived[world["old"][2]]["final_state"] == "cancelled"
@@ -114,7 +123,7 @@ async def test_prune_archives_old_finished_tasks_in_batches_and_keeps_the_rest(
 
 async def test_dry_run_counts_and_writes_nothing(conn: Connection, world: dict[str, Any]) -> None:
     report = await prune(conn, cutoff=CUTOFF, archive=True, batch_size=2, dry_run=True)
-    assert report.rows == {table.removeprefix("tasker."): n for table, n in world["old_rows"].items()}
+    assert report.rows == {table.split(".")[1]: n for table, n in world["old_rows"].items()}
     assert report.archived == 3 and report.batches == 0
     assert await rows_of(conn, world["old"]) == world["old_rows"]
     assert (await rows(conn, "SELECT count(*) AS n FROM tasker_ext.task_archive"))[0]["n"] == 0

@@ -22,6 +22,7 @@ PRUNED_TABLES = (
     "workflow_step_transitions",
     "workflow_step_result_audit",
     "tasks_dlq",
+    "domain_events",  # tasker_ext: the task's durable domain events (migration 0013)
 )
 
 

@@ -27,6 +27,8 @@ SELECT (SELECT count(*) FROM batch) AS tasks,
         WHERE a.workflow_step_uuid IN (SELECT workflow_step_uuid FROM steps)
            OR a.task_uuid IN (SELECT task_uuid FROM batch)) AS workflow_step_result_audit,
        (SELECT count(*) FROM tasker.tasks_dlq d WHERE d.task_uuid IN (SELECT task_uuid FROM batch)) AS tasks_dlq,
+       (SELECT count(*) FROM tasker_ext.domain_events e WHERE e.task_uuid IN (SELECT task_uuid FROM batch))
+           AS domain_events,
        (SELECT count(*) FROM tasker_ext.schedule_runs r WHERE r.created_at < %(cutoff)s) AS schedule_runs;
 
 -- name: retention_prune_batch
@@ -83,7 +85,9 @@ archived AS (
                          JOIN tasker.workflow_steps ws ON ws.workflow_step_uuid = e.from_step_uuid
                          WHERE ws.task_uuid = b.task_uuid),
                'dlq_entries', (SELECT coalesce(jsonb_agg(to_jsonb(d) ORDER BY d.dlq_timestamp), '[]'::jsonb)
-                               FROM tasker.tasks_dlq d WHERE d.task_uuid = b.task_uuid))
+                               FROM tasker.tasks_dlq d WHERE d.task_uuid = b.task_uuid),
+               'domain_events', (SELECT coalesce(jsonb_agg(to_jsonb(e) ORDER BY e.txid, e.event_uuid), '[]'::jsonb)
+                                 FROM tasker_ext.domain_events e WHERE e.task_uuid = b.task_uuid))
     FROM batch b
     JOIN tasker.tasks t ON t.task_uuid = b.task_uuid
     JOIN tasker.named_tasks nt ON nt.named_task_uuid = t.named_task_uuid
@@ -120,6 +124,9 @@ dlq AS (
 ),
 tasks AS (
     DELETE FROM tasker.tasks t WHERE t.task_uuid IN (SELECT task_uuid FROM batch) RETURNING 1
+),
+events AS (
+    DELETE FROM tasker_ext.domain_events e WHERE e.task_uuid IN (SELECT task_uuid FROM batch) RETURNING 1
 )
 SELECT (SELECT count(*) FROM tasks) AS tasks,
        (SELECT count(*) FROM workflow_steps) AS workflow_steps,
@@ -128,6 +135,7 @@ SELECT (SELECT count(*) FROM tasks) AS tasks,
        (SELECT count(*) FROM step_transitions) AS workflow_step_transitions,
        (SELECT count(*) FROM audit) AS workflow_step_result_audit,
        (SELECT count(*) FROM dlq) AS tasks_dlq,
+       (SELECT count(*) FROM events) AS domain_events,
        (SELECT count(*) FROM archived) AS archived;
 
 -- name: retention_schedule_runs_prune
