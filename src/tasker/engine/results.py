@@ -165,7 +165,7 @@ async def apply_results(
     processor_uuid: UUID,
 ) -> list[Applied]:
     """Apply a batch of step-result messages in one transaction (see the module docstring), pipelined: the lock,
-    then the outcomes, then the transitions with the readiness, then the advance with the COMMIT."""
+    then the outcomes, then the transitions with the readiness, then the advance and the COMMIT."""
     async with conn.pipeline(), conn.transaction():
         messages = await _lock_tasks(conn, transport, messages)
         batch = await apply_stored(
@@ -203,9 +203,10 @@ async def apply_stored(
     both apply results with the same code and the same guarantees. ``outcomes``: the steps' outcome rows
     (``step_outcome_many``), already sent after the locks were taken, when the caller pipelined them.
 
-    Statements that do not need each other's answers are sent together, so in pipeline mode this costs three round
-    trips (outcomes; transitions with readiness; the advance, which goes out with the caller's COMMIT), plus one
-    when a decision or batch step grows the DAG and one when a failed step may be isolated."""
+    Statements that do not need each other's answers are sent together, so in pipeline mode this costs two round
+    trips (outcomes; transitions with readiness) and the advance, whose answer is not read (its error raises when
+    the caller's transaction ends), plus one when a decision or batch step grows the DAG and one when a failed step
+    may be isolated."""
     metadata: dict[str, Any] = {"processor_uuid": processor_uuid}
     rows = await (outcomes or await step_outcome_many_send(conn, step_uuids))()
     decided: list[tuple[dict[str, Any], StepChange, StepState, float | None]] = []

@@ -118,8 +118,7 @@ async def create_task(
             steps=len(task.steps),
             enqueued=len(roots),
         ):
-            # pipelined: BEGIN goes out with the insert, the enqueue with the COMMIT (two round trips)
-            async with conn.pipeline(), conn.transaction():
+            async with conn.transaction():
                 await task_create(conn, task)
                 await apply_plans(conn, transport, [plan], metadata)
     except DuplicateTaskError:

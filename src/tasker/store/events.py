@@ -3,11 +3,13 @@ steps' results, read in commit order from a cursor."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
+import psycopg
 from psycopg.types.json import Jsonb
 
 from tasker.errors import InvalidEventQueryError
@@ -16,6 +18,8 @@ from tasker.store.db import Connection
 from tasker.store.queries import Q
 
 MAX_PAGE = 1000
+
+log = logging.getLogger("tasker.events")
 
 
 def _insert_params(events: Sequence[DomainEvent]) -> dict[str, Any]:
@@ -36,7 +40,7 @@ def _insert_params(events: Sequence[DomainEvent]) -> dict[str, Any]:
 
 async def domain_event_insert_many(conn: Connection, events: Sequence[DomainEvent]) -> None:
     """Insert durable events and signal subscribers. Inside the caller's transaction; the result is not read, so
-    in a pipeline the statement travels with the COMMIT that follows it."""
+    in a pipeline the statement goes out without waiting (its error raises when the transaction ends)."""
     durable = [e for e in events if e.durable]
     if durable:
         await conn.execute(Q["domain_event_insert_many"], _insert_params(durable))
@@ -52,14 +56,27 @@ async def domain_event_store_with(
 
     Only the results that won their compare-and-swap publish: a stale claimer (its fence failed), a store that
     rolls back, or a retried store whose first try had committed store nothing now, so they insert nothing. Without
-    durable events this is ``store()`` alone, unchanged: no transaction, no extra round trip. With them, the
-    BEGIN travels with the store statement and the insert with the COMMIT (a pipeline): one round trip more.
+    durable events this is ``store()`` alone, unchanged: no transaction, no extra round trip. With them, the store
+    runs in a transaction (pipelined) with the insert. When the insert fails for a reason other than the connection,
+    the results are stored again without their events: a bad event never holds a result back.
     """
     if not any(e.durable for e in events):
         return await store()
-    async with conn.pipeline(), conn.transaction():
-        stored = await store()
-        await domain_event_insert_many(conn, [e for e in events if e.step_uuid in stored])
+    stored: set[UUID] | None = None
+    try:
+        async with conn.pipeline() as pipeline, conn.transaction():
+            done = await store()
+            await pipeline.sync()  # the store's own errors surface here, before it counts as done
+            stored = done
+            await domain_event_insert_many(conn, [e for e in events if e.step_uuid in stored])
+    except psycopg.OperationalError:
+        raise  # the connection: the caller retries the whole store
+    except Exception:
+        if stored is None:
+            raise  # the store itself failed: the caller's to handle, as without events
+        # publishing never fails the step: the transaction rolled back whole, so store the results again, alone
+        log.exception("storing %d domain event(s) failed; the results are stored without them", len(events))
+        return await store()
     return stored
 
 

@@ -166,7 +166,7 @@ async def task_advance_many(
 
     Only safe under the tasks' row locks (see the statement's comment). ``deliveries`` must list the enqueued
     steps in the same order as ``enqueue``. Its answer is not read, so in pipeline mode the statement goes out
-    with the transaction's COMMIT (an error still raises, at the latest when the transaction ends).
+    without waiting (an error still raises, at the latest when the transaction ends).
     """
     params: dict[str, Any] = step_change_params(enqueue)
     params["queues"] = [d.queue for d in deliveries]

@@ -228,7 +228,10 @@ class Worker:
                 await asyncio.sleep(0.5)
                 continue
             if not claims:
-                await wakeups.wait(queue, idle.idle())
+                if queue in self._drained:
+                    await wakeups.wait(queue, idle.idle())
+                else:  # a full read of stale messages (acknowledged now): more may be waiting behind them
+                    idle.found_work()
                 continue
             idle.found_work()
             for claim in claims:
@@ -259,7 +262,7 @@ class Worker:
             claimed = {c.message.msg_id for c in claims}
             others = [m for m in messages if m.msg_id not in claimed]
             if others:  # redeliveries and lost races: look at each step before deciding
-                claims += await self._claim(conn, queue, others)
+                claims += await self._claim_others(conn, queue, others)
             for claim in claims:
                 claim.received_at = received_at
             return claims
@@ -292,11 +295,23 @@ class Worker:
             others = [
                 Message(row["msg_id"], queue, row["message"], row["read_ct"]) for row in rows if not row["claimed"]
             ]
-            if others:
-                claims += await self._claim(conn, queue, others)
+            if others:  # redeliveries and lost races; claims already won run whatever happens to these
+                claims += await self._claim_others(conn, queue, others)
             for claim in claims:
                 claim.received_at = received_at
             return claims
+
+    async def _claim_others(self, conn: Connection, queue: str, messages: list[Message]) -> list[Claim]:
+        """Redeliveries and lost races. A failure here (a malformed message, the connection) must not lose the
+        claims already committed with them: it is logged, and these messages come back after their visibility
+        timeout."""
+        try:
+            return await self._claim(conn, queue, messages)
+        except Exception:
+            log.exception(
+                "looking at %d redelivered message(s) of %s failed; they come back later", len(messages), queue
+            )
+            return []
 
     def _note_drained(self, queue: str, drained: bool) -> None:
         """Whether the last read took everything visible: then the consumer waits for a wake-up (a NOTIFY sent
