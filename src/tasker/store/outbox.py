@@ -12,7 +12,7 @@ from psycopg.types.json import Jsonb
 
 from tasker.store.db import Connection, Pending
 from tasker.store.queries import Q
-from tasker.store.steps import StoredResults
+from tasker.store.steps import StoredResults, nothing_stored, result_store_params, stored_results_of
 from tasker.store.tasks import Delivery
 from tasker.store.transitions import StepChange, TaskChange, step_change_params, task_change_params
 
@@ -100,26 +100,11 @@ async def outbox_step_result_store_many(
     """Store fenced results with an outbox row each for ``results_queue`` (sent now, read by awaiting the answer);
     ``lock_tasks`` as in ``store.steps.step_result_store_many``: results of tasks locked here are not announced."""
     if not results:
-        return _nothing_stored
-    params: dict[str, Any] = step_change_params(results)
+        return nothing_stored
+    params = result_store_params(results, lock_tasks)
     params["results_queue"] = results_queue
     params["channel"] = channel
-    locks = list(lock_tasks) or [None] * len(results)
-    params["lock_tasks"] = [task for task in locks if task is not None]
-    params["may_lock"] = [task is not None for task in locks]
-    cursor = await conn.execute(Q["outbox_step_result_store_many"], params)
-
-    async def read() -> StoredResults:
-        rows = await cursor.fetchall()
-        return StoredResults(
-            {row["workflow_step_uuid"] for row in rows}, {row["workflow_step_uuid"] for row in rows if row["here"]}
-        )
-
-    return read
-
-
-async def _nothing_stored() -> StoredResults:
-    return StoredResults(set(), set())
+    return stored_results_of(await conn.execute(Q["outbox_step_result_store_many"], params))
 
 
 async def outbox_take_many(conn: Connection, limit: int) -> list[OutboxRow]:

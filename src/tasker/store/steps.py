@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from psycopg import sql
+from psycopg import AsyncCursor, sql
 from psycopg.types.json import Jsonb
 
 from tasker.model.machines import StepEvent
@@ -111,16 +111,26 @@ async def step_result_store_many(
     that must go to an orchestrator) names tasks to lock if free: those results are stored but not announced, and
     the caller, in the same open transaction, applies them itself."""
     if not results:
-        return _nothing_stored
-    params: dict[str, Any] = step_change_params(results)
+        return nothing_stored
+    params = result_store_params(results, lock_tasks)
     params["queues"] = [h.queue for h in held]
     params["msg_ids"] = [h.msg_id for h in held]
     params["results_queue"] = results_queue
     params["results_channel"] = results_channel
+    return stored_results_of(await conn.execute(Q["step_result_store_many"], params))
+
+
+def result_store_params(results: Sequence[StepChange], lock_tasks: Sequence[UUID | None]) -> dict[str, Any]:
+    """The parameters every transport's result store shares: the fenced changes and the tasks it may lock."""
+    params: dict[str, Any] = step_change_params(results)
     locks = list(lock_tasks) or [None] * len(results)
     params["lock_tasks"] = [task for task in locks if task is not None]
     params["may_lock"] = [task is not None for task in locks]
-    cursor = await conn.execute(Q["step_result_store_many"], params)
+    return params
+
+
+def stored_results_of(cursor: AsyncCursor[dict[str, Any]]) -> Pending[StoredResults]:
+    """The answer of a result store statement (rows of ``workflow_step_uuid`` and ``here``), read when awaited."""
 
     async def read() -> StoredResults:
         rows = await cursor.fetchall()
@@ -131,7 +141,7 @@ async def step_result_store_many(
     return read
 
 
-async def _nothing_stored() -> StoredResults:
+async def nothing_stored() -> StoredResults:
     return StoredResults(set(), set())
 
 
