@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import httpx
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -51,3 +55,16 @@ def services(
     finally:
         for process in processes:
             stop(process)
+
+
+async def wait_until_ready(client: httpx.AsyncClient, what: str, timeout: float = 60.0) -> None:
+    """Poll ``/health/ready`` of a starting server process until it answers 200."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if (await client.get("/health/ready")).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, f"{what} did not become ready"
+        await asyncio.sleep(0.1)

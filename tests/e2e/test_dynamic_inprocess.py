@@ -17,7 +17,7 @@ from tasker.engine.operator import step_action
 from tasker.messaging.pgmq import PgmqTransport
 from tasker.messaging.router import STEP_RESULTS_QUEUE
 from tasker.store.db import Connection
-from tasker.store.dynamic import step_checkpoint_save
+from tasker.store.steps import step_checkpoint_save_claimed
 from tasker.store.tasks import task_edges, task_steps
 from tasker.store.template_cache import TemplateCache
 from tests.e2e.runtime import create, register_fixture_templates, running, step_results, wait_settled
@@ -412,6 +412,15 @@ async def test_checkpoint_of_a_step_no_longer_held_is_refused(registered: Connec
         created = await create(registered, "dynamic_checkpoint", "checkpoint_resume", {"total_items": 10})
         await wait_settled(registered, created.task_uuid)
     worker = (await _steps(registered, created.task_uuid))["checkpoint_batch_001"]
-    assert (
-        await step_checkpoint_save(registered, worker["workflow_step_uuid"], worker["attempts"], {"cursor": 1}) is None
+    claim = await (
+        await registered.execute(
+            "SELECT metadata ->> 'claim_token' AS token FROM tasker.workflow_step_transitions"
+            " WHERE workflow_step_uuid = %s AND to_state = 'in_progress' ORDER BY sort_key DESC LIMIT 1",
+            [worker["workflow_step_uuid"]],
+        )
+    ).fetchone()
+    assert claim is not None and claim["token"]  # the claim that held the step, which has completed since
+    stored = await step_checkpoint_save_claimed(
+        registered, worker["workflow_step_uuid"], worker["attempts"], claim["token"], {"cursor": 1}
     )
+    assert stored is None

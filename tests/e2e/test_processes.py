@@ -12,7 +12,7 @@ import pytest
 
 from tasker.store.db import Connection
 from tasker.store.tasks import task_steps
-from tests.e2e.processes import services, start, stop
+from tests.e2e.processes import services, start, stop, wait_until_ready
 from tests.e2e.runtime import create, register_fixture_templates, wait_settled
 
 
@@ -159,15 +159,8 @@ async def test_serve_runs_a_workflow_through_its_api_and_stops_cleanly(registere
     server = start(db_url, "serve", "-n", "linear_workflow", "--port", str(port), log_name="serve")
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+            await wait_until_ready(client, "tasker serve", timeout=20)
             deadline = time.monotonic() + 20
-            while True:
-                try:
-                    if (await client.get("/health/ready")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, "tasker serve did not become ready"
-                await asyncio.sleep(0.1)
             body = {
                 "namespace": "linear_workflow",
                 "name": "mathematical_sequence",

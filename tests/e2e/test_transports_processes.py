@@ -22,7 +22,7 @@ from tasker.messaging.transport import Transport
 from tasker.store.db import Connection
 from tasker.store.outbox import outbox_count
 from tasker.store.tasks import task_steps
-from tests.e2e.processes import services, start, stop
+from tests.e2e.processes import services, start, stop, wait_until_ready
 from tests.e2e.runtime import create, register_fixture_templates, step_results, wait_settled
 from tests.messaging import broker
 
@@ -188,15 +188,7 @@ async def test_a_process_killed_after_its_commit_and_before_its_publish_loses_no
     api = start(db_url, "api", "--port", str(port), log_name="api-no-broker", extra_env=unreachable)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if (await client.get("/health/ready")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, "tasker api did not become ready"
-                await asyncio.sleep(0.1)
+            await wait_until_ready(client, "tasker api", timeout=60)
             body = {
                 "namespace": "linear_workflow",
                 "name": "mathematical_sequence",

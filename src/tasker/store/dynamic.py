@@ -56,18 +56,6 @@ async def dynamic_steps_create(
     raise RuntimeError(f"task {task_uuid}: named steps for {growth.source_step!r}'s new steps could not be resolved")
 
 
-async def step_checkpoint_save(
-    conn: Connection, step_uuid: UUID, attempts: int, checkpoint: dict[str, Any]
-) -> dict[str, Any] | None:
-    """Store a running step's checkpoint (history appended in SQL); None when the step is no longer ours."""
-    row = await (
-        await conn.execute(
-            Q["step_checkpoint_save"], {"step_uuid": step_uuid, "attempts": attempts, "checkpoint": Jsonb(checkpoint)}
-        )
-    ).fetchone()
-    return dict(row["checkpoint"]) if row else None
-
-
 async def step_isolated_many(conn: Connection, step_uuids: Sequence[UUID]) -> set[UUID]:
     if not step_uuids:
         return set()

@@ -68,29 +68,6 @@ SELECT (SELECT count(*) FROM new_steps) AS steps_created,
        (SELECT count(*) FROM first_transitions) AS transitions_created,
        (SELECT count(*) FROM input i WHERE NOT EXISTS (SELECT 1 FROM names n WHERE n.name = i.name)) AS unresolved;
 
--- name: step_checkpoint_save
--- A running batch worker's checkpoint: cursor, items processed and accumulated results, stamped, with the history
--- of earlier checkpoints appended. No state change: the step stays 'in_progress'. Only the attempt that holds the
--- step may write (current state in_progress and the attempt count its claim saw), so a worker whose lease ran out
--- cannot overwrite its successor's progress. Returns the stored checkpoint, or no row.
-UPDATE tasker.workflow_steps s
-SET checkpoint = %(checkpoint)s::jsonb
-        || jsonb_build_object(
-               'timestamp', to_jsonb(timezone('utc', now())),
-               'attempt', COALESCE(s.attempts, 0),
-               'history', COALESCE(s.checkpoint -> 'history', '[]'::jsonb)
-                   || jsonb_build_array(jsonb_build_object(
-                          'cursor', %(checkpoint)s::jsonb -> 'cursor',
-                          'items_processed', %(checkpoint)s::jsonb -> 'items_processed',
-                          'attempt', COALESCE(s.attempts, 0),
-                          'timestamp', to_jsonb(timezone('utc', now()))))),
-    updated_at = timezone('utc', now())
-WHERE s.workflow_step_uuid = %(step_uuid)s
-  AND COALESCE(s.attempts, 0) = %(attempts)s
-  AND EXISTS (SELECT 1 FROM tasker.workflow_step_transitions t
-              WHERE t.workflow_step_uuid = s.workflow_step_uuid AND t.most_recent AND t.to_state = 'in_progress')
-RETURNING s.checkpoint;
-
 -- name: step_isolated_many
 -- Of the given (failed) steps, the batch workers whose failure strategy is 'isolate': their failure waits for an
 -- operator without stopping the task's other steps.
