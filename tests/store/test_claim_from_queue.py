@@ -4,6 +4,7 @@ to look at, exactly as the two-statement path (queue_read, then step_claim_many)
 
 from __future__ import annotations
 
+import re
 from uuid import UUID, uuid4
 
 from tasker.messaging.pgmq import PgmqTransport
@@ -33,9 +34,8 @@ async def _send(conn: Connection, task: UUID, steps: list[UUID]) -> PgmqTranspor
 
 
 async def _claim(conn: Connection, worker: UUID, count: int = 10) -> list[dict[str, object]]:
-    tokens = [f"token-{i}" for i in range(count)]
     return await step_claim_from_queue(
-        conn, QUEUE, max_messages=count, visibility_seconds=30, metadata={"worker_uuid": str(worker)}, tokens=tokens
+        conn, QUEUE, max_messages=count, visibility_seconds=30, metadata={"worker_uuid": str(worker)}
     )
 
 
@@ -46,7 +46,8 @@ async def test_first_deliveries_are_claimed_with_their_context_and_token(conn: C
     rows = await _claim(conn, worker)
     assert [row["claimed"] for row in rows] == [True, True]
     assert {row["workflow_step_uuid"] for row in rows} == set(steps.values())
-    assert {row["claim_token"] for row in rows} == {"token-0", "token-1"}
+    tokens = {row["claim_token"] for row in rows}
+    assert len(tokens) == 2 and all(re.fullmatch("[0-9a-f]{32}", str(token)) for token in tokens)
     assert all(row["attempts"] == 1 and str(row["name"])[:2] in {"a_", "b_"} for row in rows)
     trail = await (
         await conn.execute(
@@ -56,7 +57,7 @@ async def test_first_deliveries_are_claimed_with_their_context_and_token(conn: C
         )
     ).fetchall()
     assert {t["metadata"]["worker_uuid"] for t in trail} == {str(worker)}
-    assert {t["metadata"]["claim_token"] for t in trail} == {"token-0", "token-1"}
+    assert {t["metadata"]["claim_token"] for t in trail} == tokens
     assert all(t["metadata"]["correlation_id"] for t in trail)
 
 

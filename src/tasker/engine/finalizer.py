@@ -59,6 +59,25 @@ class TaskPlan:
     correlation_id: UUID
 
 
+@dataclass(frozen=True)
+class KeepHere:
+    """Ready steps that the caller (a worker applying its own results) claims in the same transaction: up to
+    ``budget`` of the steps bound for ``queues`` are enqueued without a message, and the caller must claim them
+    (``store.steps.step_claim_kept_send``) before it commits, which writes their messages as held by it."""
+
+    queues: frozenset[str]
+    budget: int
+
+
+@dataclass(frozen=True)
+class KeptStep:
+    """A step enqueued under :class:`KeepHere`: no message sent, the caller claims it."""
+
+    step_uuid: UUID
+    queue: str
+    correlation_id: UUID
+
+
 def goal_state(states: Iterable[StepState], isolated_errors: int = 0) -> TaskState:
     """Where a task belongs given its steps' states (failures first: a failed task schedules nothing new).
 
@@ -122,17 +141,23 @@ async def apply_plans(
     *,
     ack_queue: str = STEP_RESULTS_QUEUE,
     ack_ids: Sequence[int] = (),
-) -> None:
-    """Carry out the plans (and acknowledge the messages they came from) through the transport, in one go."""
+    keep: KeepHere | None = None,
+) -> list[KeptStep]:
+    """Carry out the plans (and acknowledge the messages they came from) through the transport, in one go;
+    returns the steps enqueued without a message under ``keep``, which the caller claims."""
     enqueue: list[StepChange] = []
     deliveries: list[Delivery] = []
+    kept: list[KeptStep] = []
     for plan in plans:
         queue = worker_queue(plan.namespace)
         for step, state in plan.enqueue:
             enqueue.append(
                 StepChange(step, state, ENQUEUE_EVENTS[state], {**metadata, "correlation_id": plan.correlation_id})
             )
-            deliveries.append(Delivery(step, queue, channel(queue), plan.correlation_id))
+            if keep is not None and len(kept) < keep.budget and queue in keep.queues:
+                kept.append(KeptStep(step, queue, plan.correlation_id))
+            else:
+                deliveries.append(Delivery(step, queue, channel(queue), plan.correlation_id))
     moves = [
         TaskChange(plan.task_uuid, plan.state, plan.events, {**metadata, "correlation_id": plan.correlation_id})
         for plan in plans
@@ -141,6 +166,7 @@ async def apply_plans(
     await transport.advance(
         conn, enqueue=enqueue, deliveries=deliveries, moves=moves, ack_queue=ack_queue, ack_ids=ack_ids
     )
+    return kept
 
 
 async def evaluate_task(

@@ -20,7 +20,7 @@ from typing import Any
 from uuid import UUID
 
 from tasker.engine import dynamic
-from tasker.engine.finalizer import TaskPlan, apply_plans, plan_task
+from tasker.engine.finalizer import KeepHere, KeptStep, TaskPlan, apply_plans, plan_task
 from tasker.messaging.router import STEP_RESULTS_QUEUE, worker_queue
 from tasker.messaging.transport import Message, Transport
 from tasker.model.machines import StepEvent
@@ -182,7 +182,13 @@ async def apply_results(
 @dataclass(frozen=True)
 class AppliedBatch:
     applied: list[Applied]
-    queues: set[str]  # the worker queues that got messages: steps made ready
+    enqueued: dict[str, int]  # worker queue → how many steps made ready were sent to it
+    kept: list[KeptStep]  # steps made ready and enqueued without a message, for the caller to claim (KeepHere)
+
+    @property
+    def queues(self) -> set[str]:
+        """The worker queues that got messages."""
+        return set(self.enqueued)
 
 
 async def apply_stored(
@@ -194,6 +200,7 @@ async def apply_stored(
     processor_uuid: UUID,
     ack_ids: Sequence[int] = (),
     outcomes: Pending[list[dict[str, Any]]] | None = None,
+    keep: KeepHere | None = None,
 ) -> AppliedBatch:
     """Finish steps whose results are stored and move their tasks on: complete or retry or fail each step, grow
     the DAG, enqueue what became ready, move the tasks, acknowledge ``ack_ids`` on the results queue.
@@ -201,7 +208,8 @@ async def apply_stored(
     The caller holds the tasks' locks in an open transaction. The orchestrator calls this for result messages; a
     worker calls it for the results it just stored when it could take their tasks' locks (the fast path), so
     both apply results with the same code and the same guarantees. ``outcomes``: the steps' outcome rows
-    (``step_outcome_many``), already sent after the locks were taken, when the caller pipelined them.
+    (``step_outcome_many``), already sent after the locks were taken, when the caller pipelined them. ``keep``:
+    steps made ready that the caller claims in this transaction (a worker's continuation), returned in ``kept``.
 
     Statements that do not need each other's answers are sent together, so in pipeline mode this costs two round
     trips (outcomes; transitions with readiness) and the advance, whose answer is not read (its error raises when
@@ -244,7 +252,7 @@ async def apply_stored(
         )
         is not None
     ]
-    await apply_plans(conn, transport, plans, metadata, ack_queue=STEP_RESULTS_QUEUE, ack_ids=ack_ids)
+    kept = await apply_plans(conn, transport, plans, metadata, ack_queue=STEP_RESULTS_QUEUE, ack_ids=ack_ids, keep=keep)
     await _record_blocked(conn, plans, readiness, processor_uuid)
     goals = {plan.task_uuid: plan.goal for plan in plans}
     applied = [
@@ -252,7 +260,14 @@ async def apply_stored(
         for outcome, step, new_state, delay in decided
         if step.step_uuid in won
     ]
-    return AppliedBatch(applied, {worker_queue(plan.namespace) for plan in plans if plan.enqueue})
+    enqueued: dict[str, int] = {}
+    for plan in plans:
+        if plan.enqueue:
+            queue = worker_queue(plan.namespace)
+            enqueued[queue] = enqueued.get(queue, 0) + len(plan.enqueue)
+    for held in kept:
+        enqueued[held.queue] -= 1
+    return AppliedBatch(applied, {queue: n for queue, n in enqueued.items() if n}, kept)
 
 
 async def dead_letter_result(

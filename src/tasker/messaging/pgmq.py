@@ -13,7 +13,13 @@ from tasker.messaging.router import channel
 from tasker.messaging.transport import Message
 from tasker.store.db import Connection, Pending
 from tasker.store.queries import Q
-from tasker.store.steps import HeldMessage, StoredResults, step_claim_from_queue, step_result_store_many
+from tasker.store.steps import (
+    HeldMessage,
+    StoredResults,
+    step_claim_from_queue,
+    step_claim_kept_send,
+    step_result_store_many,
+)
 from tasker.store.tasks import Delivery, task_advance_many
 from tasker.store.transitions import StepChange, TaskChange
 
@@ -67,7 +73,6 @@ class PgmqTransport:
         max_messages: int,
         visibility_seconds: int,
         metadata: dict[str, str],
-        tokens: Sequence[str],
     ) -> list[dict[str, Any]]:
         return await step_claim_from_queue(
             conn,
@@ -75,7 +80,19 @@ class PgmqTransport:
             max_messages=max_messages,
             visibility_seconds=visibility_seconds,
             metadata=metadata,
-            tokens=tokens,
+        )
+
+    async def claim_kept(
+        self,
+        conn: Connection,
+        queue: str,
+        claims: Sequence[StepChange],
+        correlation_ids: Sequence[UUID],
+        *,
+        visibility_seconds: int,
+    ) -> Pending[list[dict[str, Any]]]:
+        return await step_claim_kept_send(
+            conn, queue, claims, correlation_ids, visibility_seconds=visibility_seconds, channel=channel(queue)
         )
 
     async def ack_many(self, conn: Connection, queue: str, msg_ids: Sequence[int]) -> None:

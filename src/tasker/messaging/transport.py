@@ -119,7 +119,19 @@ class ClaimingTransport(Protocol):
         max_messages: int,
         visibility_seconds: int,
         metadata: dict[str, str],
-        tokens: Sequence[str],
     ) -> list[dict[str, Any]]:
         """See ``store.steps.step_claim_from_queue``."""
+        ...
+
+    async def claim_kept(
+        self,
+        conn: Connection,
+        queue: str,
+        claims: Sequence[StepChange],
+        correlation_ids: Sequence[UUID],
+        *,
+        visibility_seconds: int,
+    ) -> Pending[list[dict[str, Any]]]:
+        """Claim steps enqueued without a message in the caller's transaction (``engine.finalizer.KeepHere``) and
+        write their messages as held by this claim; see ``store.steps.step_claim_kept_send``."""
         ...

@@ -80,6 +80,7 @@ async def outbox_task_advance_many(
 ) -> dict[str, int]:
     """Enqueue steps with outbox rows for their messages and move tasks, in one statement (tasks locked)."""
     params: dict[str, Any] = step_change_params(enqueue)
+    params["delivery_step_uuids"] = [d.step_uuid for d in deliveries]
     params["queues"] = [d.queue for d in deliveries]
     params["delivery_correlation_ids"] = [d.correlation_id for d in deliveries]
     task_params = task_change_params(moves)

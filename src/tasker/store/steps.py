@@ -43,13 +43,12 @@ async def step_claim_from_queue(
     max_messages: int,
     visibility_seconds: int,
     metadata: dict[str, str],
-    tokens: Sequence[str],
 ) -> list[dict[str, Any]]:
     """Read up to ``max_messages`` from a PGMQ queue and claim the first deliveries' steps, in one statement.
 
     One row per message taken (oldest first): ``claimed`` rows carry the handler context (as
-    :func:`step_claim_many`) and their ``claim_token``; the others (redeliveries, lost races) only the message.
-    ``tokens`` holds at least ``max_messages`` fresh claim tokens."""
+    :func:`step_claim_many`) and their ``claim_token`` (random, drawn by the server: a claim that a database crash
+    rolled back is never issued again); the others (redeliveries, lost races) only the message."""
     statement = _CLAIM_FROM_QUEUE.get(queue)
     if statement is None:
         statement = sql.SQL(Q["step_claim_from_queue"]).format(queue_table=sql.Identifier(f"q_{queue}"))
@@ -57,7 +56,6 @@ async def step_claim_from_queue(
     params: dict[str, Any] = {
         "qty": max_messages,
         "vt": visibility_seconds,
-        "tokens": list(tokens),
         "metadata": Jsonb(metadata),
         **{
             name: _FIRST_CLAIM[name][0]
@@ -78,6 +76,34 @@ async def step_claim_many(conn: Connection, claims: Sequence[StepChange]) -> lis
     if not claims:
         return []
     return await (await conn.execute(Q["step_claim_many"], step_change_params(claims))).fetchall()
+
+
+_CLAIM_KEPT: dict[str, sql.Composed] = {}
+
+
+async def step_claim_kept_send(
+    conn: Connection,
+    queue: str,
+    claims: Sequence[StepChange],
+    correlation_ids: Sequence[UUID],
+    *,
+    visibility_seconds: int,
+    channel: str,
+) -> Pending[list[dict[str, Any]]]:
+    """Claim steps this transaction just enqueued without a message (``engine.finalizer.KeepHere``) and write
+    their messages as held by the claimer, in one statement, sent now and read later; each claim's metadata
+    carries its ``claim_token``. Rows are shaped like :func:`step_claim_from_queue`'s."""
+    statement = _CLAIM_KEPT.get(queue)
+    if statement is None:
+        statement = sql.SQL(Q["step_claim_kept"]).format(queue_table=sql.Identifier(f"q_{queue}"))
+        _CLAIM_KEPT[queue] = statement
+    params = step_change_params(claims)
+    params["message_correlation_ids"] = list(correlation_ids)
+    params["claim_tokens"] = [str(claim.metadata["claim_token"]) for claim in claims]
+    params["vt"] = visibility_seconds
+    params["channel"] = channel
+    cursor = await conn.execute(statement, params)
+    return cursor.fetchall
 
 
 @dataclass(frozen=True)

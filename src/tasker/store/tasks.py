@@ -164,11 +164,13 @@ async def task_advance_many(
 ) -> None:
     """Enqueue steps with their messages, move tasks and delete applied messages, in one statement.
 
-    Only safe under the tasks' row locks (see the statement's comment). ``deliveries`` must list the enqueued
-    steps in the same order as ``enqueue``. Its answer is not read, so in pipeline mode the statement goes out
-    without waiting (an error still raises, at the latest when the transaction ends).
+    Only safe under the tasks' row locks (see the statement's comment). ``deliveries`` name enqueued steps; an
+    enqueued step without one gets no message (the caller claims it in this transaction). Its answer is not read,
+    so in pipeline mode the statement goes out without waiting (an error still raises, at the latest when the
+    transaction ends).
     """
     params: dict[str, Any] = step_change_params(enqueue)
+    params["delivery_step_uuids"] = [d.step_uuid for d in deliveries]
     params["queues"] = [d.queue for d in deliveries]
     params["channels"] = [d.channel for d in deliveries]
     params["delivery_correlation_ids"] = [d.correlation_id for d in deliveries]

@@ -31,6 +31,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from tasker.config import load_settings
+from tasker.engine.finalizer import KeepHere, KeptStep
 from tasker.engine.results import AppliedBatch, apply_stored
 from tasker.messaging.factory import make_transport
 from tasker.messaging.router import STEP_RESULTS_QUEUE, TASK_CANCELLED_CHANNEL, worker_queue
@@ -43,7 +44,7 @@ from tasker.model.machines import StepEvent
 from tasker.model.results import StepResult
 from tasker.model.states import StepState, TaskState
 from tasker.model.template import TaskTemplate
-from tasker.store.db import Connection, create_pool
+from tasker.store.db import Connection, Pending, create_pool
 from tasker.store.events import domain_event_store_with
 from tasker.store.steps import (
     HeldMessage,
@@ -77,6 +78,7 @@ from tasker.worker.leases import Lease, LeaseKeeper
 from tasker.worker.registry import HandlerRegistry, default_registry
 
 log = logging.getLogger("tasker.worker")
+
 MAX_CHECKPOINT_YIELDS = 100_000  # re-runs of a handler that returns checkpoint yields, in one attempt
 
 T = TypeVar("T")
@@ -111,6 +113,20 @@ class Claim:
     handler_is_async: bool = False
 
 
+@dataclass
+class NextClaims:
+    """Steps a store transaction claimed for this worker (the fast path's continuation: the steps its results made
+    ready, claimed in that transaction instead of sent, woken up for and read back); started once it has committed.
+    ``reserved`` slots are held for them meanwhile, so the consumers do not overfill the worker."""
+
+    reserved: int = 0
+    taken: list[tuple[str, float, Pending[list[dict[str, Any]]]]] = field(default_factory=list)
+
+    def clear(self) -> None:
+        self.reserved = 0
+        self.taken.clear()
+
+
 def new_claim_token() -> str:
     """A claim's fence: random, so a claim that a database crash rolled back is never issued again."""
     return uuid.uuid4().hex
@@ -137,6 +153,8 @@ class Worker:
         self.templates = TemplateCache(config.env)
         self._known_templates: dict[UUID, TaskTemplate] = {}
         self.running: dict[UUID, Claim] = {}
+        self._handlers: set[asyncio.Task[None]] = set()
+        self._reserved = 0  # slots held for steps claimed in a store transaction that has not committed yet
         self.steps_done = 0
         self._slot_freed = asyncio.Event()
         self._completions: asyncio.Queue[tuple[str, Claim, Execution, asyncio.Future[None]]] = asyncio.Queue()
@@ -182,8 +200,7 @@ class Worker:
             for queue in [*self.queues, STEP_RESULTS_QUEUE]:  # results go there even before an orchestrator runs
                 await self.transport.ensure_queue(conn, queue)
         self.leases.start()
-        handlers: set[asyncio.Task[None]] = set()
-        loops = [asyncio.create_task(self._consume(q, wakeups, handlers), name=f"consume-{q}") for q in self.queues]
+        loops = [asyncio.create_task(self._consume(q, wakeups), name=f"consume-{q}") for q in self.queues]
         loops.append(asyncio.create_task(self.leases.heartbeat(), name="heartbeat"))
         completer = asyncio.create_task(self._complete(), name="completer")
         log.info("worker %s started on %s", self.worker_uuid, ", ".join(self.queues))
@@ -194,8 +211,8 @@ class Worker:
             for queue in self.queues:
                 wakeups.notify_local(queue)
             await asyncio.gather(*loops[:-1], return_exceptions=True)
-            if handlers:
-                await asyncio.gather(*handlers, return_exceptions=True)
+            while self._handlers:  # a handler's store may start the next steps' handlers: wait for those too
+                await asyncio.gather(*self._handlers, return_exceptions=True)
             for background in (loops[-1], completer):
                 background.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -208,10 +225,25 @@ class Worker:
             self._threads.shutdown()
             log.info("worker %s stopped after %d steps", self.worker_uuid, self.steps_done)
 
-    async def _consume(self, queue: str, wakeups: Wakeups, handlers: set[asyncio.Task[None]]) -> None:
+    def _free_slots(self) -> int:
+        return self.config.concurrency - len(self.running) - self._reserved
+
+    def _start(self, queue: str, claims: list[Claim]) -> None:
+        """Run the handlers of claimed steps, each holding its lease."""
+        for claim in claims:
+            self.running[claim.step_uuid] = claim
+            label = f"{claim.row.get('name')} ({claim.step_uuid})"
+            claim.lease = self.leases.hold(
+                claim.step_uuid, claim.message.queue, claim.message.msg_id, label, claim.received_at
+            )
+            task = asyncio.create_task(self._run(queue, claim))
+            self._handlers.add(task)
+            task.add_done_callback(self._handlers.discard)
+
+    async def _consume(self, queue: str, wakeups: Wakeups) -> None:
         idle = IdleBackoff(maximum=self.config.idle_poll_max_seconds)
         while not self._stopping:
-            free = self.config.concurrency - len(self.running)
+            free = self._free_slots()
             if free <= 0:
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
@@ -234,15 +266,7 @@ class Worker:
                     idle.found_work()
                 continue
             idle.found_work()
-            for claim in claims:
-                self.running[claim.step_uuid] = claim
-                label = f"{claim.row.get('name')} ({claim.step_uuid})"
-                claim.lease = self.leases.hold(
-                    claim.step_uuid, claim.message.queue, claim.message.msg_id, label, claim.received_at
-                )
-                task = asyncio.create_task(self._run(queue, claim))
-                handlers.add(task)
-                task.add_done_callback(handlers.discard)
+            self._start(queue, claims)
             if queue in self._drained:  # fewer messages than free slots: the queue is empty, wait for a signal
                 await wakeups.wait(queue, idle.idle())
 
@@ -277,29 +301,37 @@ class Worker:
                 max_messages=free,
                 visibility_seconds=self.config.lease_seconds,
                 metadata={"worker_uuid": str(self.worker_uuid)},
-                tokens=[new_claim_token() for _ in range(free)],
             )
             self._note_drained(queue, len(rows) < free)
-            won = [row for row in rows if row["claimed"]]
-            self._count_claims(won, "fresh")
-            claims = [
-                Claim(
-                    Message(row["msg_id"], queue, row["message"], row["read_ct"]),
-                    row["workflow_step_uuid"],
-                    row["attempts"],
-                    row,
-                    token=row["claim_token"],
-                )
-                for row in won
-            ]
-            others = [
-                Message(row["msg_id"], queue, row["message"], row["read_ct"]) for row in rows if not row["claimed"]
-            ]
-            if others:  # redeliveries and lost races; claims already won run whatever happens to these
-                claims += await self._claim_others(conn, queue, others)
-            for claim in claims:
+            return await self._claims_read(conn, queue, received_at, rows)
+
+    async def _claims_read(
+        self, conn: Connection, queue: str, received_at: float, rows: list[dict[str, Any]], *, method: str = "fresh"
+    ) -> list[Claim]:
+        """The claims of a committed read-and-claim (``receive_and_claim``): the won ones, then those of the
+        redeliveries and lost races among the messages read, which are looked at one by one."""
+        claims = self._claims_won(queue, received_at, rows, method)
+        others = [Message(row["msg_id"], queue, row["message"], row["read_ct"]) for row in rows if not row["claimed"]]
+        if others:  # redeliveries and lost races; claims already won run whatever happens to these
+            for claim in await self._claim_others(conn, queue, others):
                 claim.received_at = received_at
-            return claims
+                claims.append(claim)
+        return claims
+
+    def _claims_won(self, queue: str, received_at: float, rows: list[dict[str, Any]], method: str) -> list[Claim]:
+        won = [row for row in rows if row["claimed"]]
+        self._count_claims(won, method)
+        return [
+            Claim(
+                Message(row["msg_id"], queue, row["message"], row["read_ct"]),
+                row["workflow_step_uuid"],
+                row["attempts"],
+                row,
+                token=row["claim_token"],
+                received_at=received_at,
+            )
+            for row in won
+        ]
 
     async def _claim_others(self, conn: Connection, queue: str, messages: list[Message]) -> list[Claim]:
         """Redeliveries and lost races. A failure here (a malformed message, the connection) must not lose the
@@ -322,7 +354,9 @@ class Worker:
             self._drained.discard(queue)
 
     def _claim_metadata(self, message: Message, token: str) -> dict[str, Any]:
-        correlation_id = message.body.get("correlation_id")
+        return self._claim_metadata_for(message.body.get("correlation_id"), token)
+
+    def _claim_metadata_for(self, correlation_id: object, token: str) -> dict[str, Any]:
         return {"worker_uuid": self.worker_uuid, "correlation_id": correlation_id, "claim_token": token}
 
     @staticmethod
@@ -647,9 +681,14 @@ class Worker:
         changes = [self._result_change(claim, execution) for _, claim, execution in finished]
         held = [HeldMessage(claim.step_uuid, queue, claim.message.msg_id) for queue, claim, _ in finished]
         events = self._events(finished, changes)
+        following = NextClaims()
         async with self.pool.connection() as conn:
-            store = functools.partial(self._store_and_apply, conn, finished, changes, held)
-            stored = await domain_event_store_with(conn, events, store)  # durable events: in the store's transaction
+            store = functools.partial(self._store_and_apply, conn, finished, changes, held, following)
+            try:
+                stored = await domain_event_store_with(conn, events, store)  # durable events: in its transaction
+                await self._start_following(following)
+            finally:
+                self._reserved -= following.reserved
             self.events.publish(stored_events(events, stored))  # fast events: committed results only
             late = [
                 (queue, claim, change)
@@ -665,10 +704,13 @@ class Worker:
         finished: list[tuple[str, Claim, Execution]],
         changes: list[StepChange],
         held: list[HeldMessage],
+        following: NextClaims,
     ) -> set[UUID]:
         """The stored steps. When applying here fails for a reason other than the connection, the transaction
         rolls back whole and the results are stored again for an orchestrator, which handles results that keep
         failing (retried with backoff, then dead-lettered) instead of this worker retrying them forever."""
+        self._reserved -= following.reserved  # a try before this one rolled back: its claims are gone
+        following.clear()
         lock_tasks = [
             claim.row.get("task_uuid") if execution.result.success else None for _, claim, execution in finished
         ]
@@ -678,11 +720,13 @@ class Worker:
             ).stored
         started = time.time_ns()
         try:
-            stored, batch = await self._store_and_apply_here(conn, changes, held, lock_tasks)
+            stored, batch = await self._store_and_apply_here(conn, changes, held, lock_tasks, following)
         except psycopg.OperationalError:
             raise
         except Exception:
             log.exception("applying %d result(s) here failed; handing them to an orchestrator", len(finished))
+            self._reserved -= following.reserved
+            following.clear()
             return (
                 await (await self.transport.store_results(conn, changes, held, results_queue=STEP_RESULTS_QUEUE))()
             ).stored
@@ -691,11 +735,17 @@ class Worker:
         return stored
 
     async def _store_and_apply_here(
-        self, conn: Connection, changes: list[StepChange], held: list[HeldMessage], lock_tasks: list[UUID | None]
+        self,
+        conn: Connection,
+        changes: list[StepChange],
+        held: list[HeldMessage],
+        lock_tasks: list[UUID | None],
+        following: NextClaims,
     ) -> tuple[set[UUID], AppliedBatch | None]:
         """The fast path in one pipelined transaction: the store (taking the free task locks) and the outcome read
         go out together, then ``apply_stored`` for the results whose task we locked; the outcomes are read in a
-        statement after the lock, so they see every commit made before it."""
+        statement after the lock, so they see every commit made before it. Steps this made ready in our own
+        queues are claimed in the same transaction while we have free slots (``_keep_here``, ``_claim_kept``)."""
         async with conn.pipeline(), conn.transaction():
             sent_store = await self.transport.store_results(
                 conn, changes, held, results_queue=STEP_RESULTS_QUEUE, lock_tasks=lock_tasks
@@ -709,6 +759,7 @@ class Worker:
             async def outcomes_here() -> list[dict[str, Any]]:
                 return [row for row in await sent_outcomes() if row["workflow_step_uuid"] in result.here]
 
+            keep = self._keep_here(following)
             batch = await apply_stored(
                 conn,
                 self.transport,
@@ -716,14 +767,66 @@ class Worker:
                 list(result.here),
                 processor_uuid=self.worker_uuid,
                 outcomes=outcomes_here,
+                keep=keep,
             )
+            await self._claim_kept(conn, batch.kept, following)
         return result.stored, batch
+
+    def _keep_here(self, following: NextClaims) -> KeepHere | None:
+        """How many of the steps our results make ready we claim ourselves: as many as we have free slots, held for
+        them from now on (``following.reserved``) so that no consumer fills them meanwhile."""
+        budget = self._free_slots()
+        if self._stopping or budget <= 0 or not isinstance(self.transport, ClaimingTransport):
+            return None
+        self._reserved += budget
+        following.reserved += budget
+        return KeepHere(frozenset(self.queues), budget)
+
+    async def _claim_kept(self, conn: Connection, kept: list[KeptStep], following: NextClaims) -> None:
+        """Claim, in the caller's transaction, the steps that ``apply_stored`` enqueued for us without a message
+        (``KeepHere``): the same compare-and-swap and fence as a consumer's claim, and a message held by us under a
+        lease as if we had read it, without the commit, wake-up and read that would come between a step and the
+        next. The claims roll back with the transaction; they start once it has committed (``_start_following``).
+        Slots reserved beyond what was kept are given back."""
+        unused = following.reserved - len(kept)
+        self._reserved -= unused
+        following.reserved -= unused
+        if not kept or not isinstance(self.transport, ClaimingTransport):
+            return
+        by_queue: dict[str, list[KeptStep]] = {}
+        for step in kept:
+            by_queue.setdefault(step.queue, []).append(step)
+        for queue, steps in by_queue.items():
+            claims = [
+                StepChange(
+                    step.step_uuid,
+                    StepState.ENQUEUED,
+                    [StepEvent.START],
+                    self._claim_metadata_for(step.correlation_id, new_claim_token()),
+                )
+                for step in steps
+            ]
+            received_at = time.monotonic()  # the lease (the held message's visibility timeout) runs from here
+            rows = await self.transport.claim_kept(
+                conn,
+                queue,
+                claims,
+                [step.correlation_id for step in steps],
+                visibility_seconds=self.config.lease_seconds,
+            )
+            following.taken.append((queue, received_at, rows))
+
+    async def _start_following(self, following: NextClaims) -> None:
+        """Start the steps claimed in a store transaction that committed. A step whose claim did not win got an
+        ordinary message instead: a consumer takes it like any other."""
+        for queue, received_at, rows in following.taken:
+            self._start(queue, self._claims_won(queue, received_at, await rows(), "in_store"))
 
     def _observe_applied(
         self, batch: AppliedBatch, finished: list[tuple[str, Claim, Execution]], started: int, ended: int
     ) -> None:
         """Metrics and spans of results applied here, as an orchestrator records them; steps made ready in our own
-        queues are claimed at once, without waiting for the NOTIFY to come back."""
+        queues and sent there (not claimed here) are claimed at once, without waiting for the NOTIFY."""
         STEP_RESULTS_APPLIED_BY_WORKER.inc(len(batch.applied))
         rows = {claim.step_uuid: claim.row for _, claim, _ in finished}
         for outcome in batch.applied:

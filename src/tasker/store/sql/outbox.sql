@@ -30,7 +30,7 @@ queued AS (
     SELECT m.queue, jsonb_build_object('task_uuid', e.task_uuid, 'step_uuid', e.workflow_step_uuid,
                                        'correlation_id', m.correlation_id)
     FROM enqueued e
-    JOIN unnest(%(step_uuids)s::uuid[], %(queues)s::text[], %(delivery_correlation_ids)s::uuid[])
+    JOIN unnest(%(delivery_step_uuids)s::uuid[], %(queues)s::text[], %(delivery_correlation_ids)s::uuid[])
          AS m(step_uuid, queue, correlation_id) ON m.step_uuid = e.workflow_step_uuid
     RETURNING 1
 ),

@@ -95,9 +95,11 @@ payload AS (
     WHERE NOT here
     HAVING count(*) > 0
 ),
-sent AS (
+sent AS (  -- grouped, so that a store which announces nothing (all applied here) sends no wake-up either
     SELECT count(*) AS n, pg_notify(%(results_channel)s, '') AS notified
     FROM payload CROSS JOIN LATERAL pgmq.send_batch(%(results_queue)s, payload.bodies)
+    GROUP BY ()
+    HAVING count(*) > 0
 ),
 acked AS (
     SELECT count(*) AS n
@@ -188,8 +190,9 @@ RETURNING s.checkpoint;
 -- name: step_claim_from_queue
 -- A worker's read and claim in one statement (PGMQ only; {queue_table} is filled in per queue): take up to `qty`
 -- visible messages and hide them for `vt` seconds (the lease), as queue_read does; claim the steps of the first
--- deliveries (read_ct = 1) `enqueued → in_progress` as step_claim_many does, each under its own claim token
--- (`tokens`, one per possible message) with `metadata` plus the message's correlation id; and return one row per
+-- deliveries (read_ct = 1) `enqueued → in_progress` as step_claim_many does, each under its own fresh random claim
+-- token (drawn here, so no client sends a token per free slot) with `metadata` plus the message's correlation id;
+-- and return one row per
 -- message taken: the claimed ones with everything their handlers see, the others (redeliveries, lost races)
 -- with `claimed` false, for the worker to look at. The per-claim constants of the compare-and-swap (`path`,
 -- effects) come from the same code as every other transition (store.transitions.step_change_params).
@@ -210,7 +213,7 @@ taken AS (
     RETURNING m.msg_id, m.read_ct, m.message
 ),
 fresh AS (  -- one message per step: a second one for the same step is left to the worker (a lost race)
-    SELECT d.*, (%(tokens)s::text[])[row_number() OVER (ORDER BY d.msg_id)] AS claim_token
+    SELECT d.*, replace(gen_random_uuid()::text, '-', '') AS claim_token
     FROM (
         SELECT DISTINCT ON (t.message ->> 'step_uuid')
                t.msg_id, (t.message ->> 'step_uuid')::uuid AS step_uuid, t.message -> 'correlation_id' AS correlation_id
@@ -261,3 +264,63 @@ FROM taken t
 LEFT JOIN fresh f ON f.msg_id = t.msg_id
 LEFT JOIN context x ON x.workflow_step_uuid = f.step_uuid
 ORDER BY t.msg_id;
+
+-- name: step_claim_kept
+-- The fast path's continuation (PGMQ only; {queue_table} is filled in per queue): a worker that just enqueued steps
+-- in its store transaction, under their task's lock, claims them in the same transaction (`enqueued → in_progress`
+-- under fresh claim tokens, as step_claim_many) instead of sending their messages and reading them back. Each step
+-- still gets its message, written as already delivered once and hidden for `vt` seconds (the lease, renewed by the
+-- worker like any other): if the worker dies, the message comes back as a redelivery and the step is taken over.
+-- A step whose claim did not win (it cannot, under the task lock; this is the safe side) gets an ordinary visible
+-- message instead, with a wake-up, so it is never left enqueued without one. Returns one row per message with the
+-- handler context of the claimed steps, shaped like step_claim_from_queue's rows.
+WITH claimed AS (
+    SELECT * FROM tasker.step_transition_many(
+        %(step_uuids)s::uuid[], %(from_states)s::text[], %(paths)s::jsonb[], %(metadata)s::jsonb[],
+        %(expected_attempts)s::int[], %(in_process)s::bool[], %(processed)s::bool[], %(stamp_processed_at)s::bool[],
+        %(count_attempt)s::bool[], %(reset_attempts)s::bool[], %(results)s::jsonb[], %(backoff_seconds)s::int[],
+        %(audit_success)s::bool[], %(worker_uuids)s::uuid[], %(correlation_ids)s::uuid[], %(execution_ms)s::bigint[]
+    )
+),
+held AS (
+    INSERT INTO pgmq.{queue_table} (read_ct, last_read_at, vt, message)
+    SELECT CASE WHEN c.workflow_step_uuid IS NULL THEN 0 ELSE 1 END,
+           CASE WHEN c.workflow_step_uuid IS NULL THEN NULL ELSE clock_timestamp() END,
+           CASE WHEN c.workflow_step_uuid IS NULL THEN clock_timestamp()
+                ELSE clock_timestamp() + make_interval(secs => %(vt)s) END,
+           jsonb_build_object('task_uuid', s.task_uuid, 'step_uuid', k.step_uuid, 'correlation_id', k.correlation_id)
+    FROM unnest(%(step_uuids)s::uuid[], %(message_correlation_ids)s::uuid[]) AS k(step_uuid, correlation_id)
+    JOIN tasker.workflow_steps s ON s.workflow_step_uuid = k.step_uuid
+    LEFT JOIN claimed c ON c.workflow_step_uuid = k.step_uuid
+    RETURNING msg_id, read_ct, message
+),
+woken AS (
+    SELECT pg_notify(%(channel)s, '') AS notified
+    FROM held h
+    WHERE h.read_ct = 0
+    GROUP BY ()
+    HAVING count(*) > 0
+),
+context AS (
+    SELECT c.workflow_step_uuid, c.task_uuid, c.attempts, n.name,
+           COALESCE(s.inputs ->> '__template_step_name', n.name) AS template_step_name,
+           s.inputs, s.checkpoint, COALESCE(s.max_attempts, 3) AS max_attempts, s.retryable, t.context,
+           t.correlation_id, t.named_task_uuid, nt.name AS task_name, nt.version AS task_version,
+           ns.name AS namespace_name,
+           COALESCE((SELECT jsonb_object_agg(d.step_name, d.results)
+                     FROM tasker.get_step_transitive_dependencies(c.workflow_step_uuid) d
+                     WHERE d.results IS NOT NULL), jsonb_build_object()) AS dependency_results
+    FROM claimed c
+    JOIN tasker.workflow_steps s ON s.workflow_step_uuid = c.workflow_step_uuid
+    JOIN tasker.named_steps n ON n.named_step_uuid = s.named_step_uuid
+    JOIN tasker.tasks t ON t.task_uuid = s.task_uuid
+    JOIN tasker.named_tasks nt ON nt.named_task_uuid = t.named_task_uuid
+    JOIN tasker.task_namespaces ns ON ns.task_namespace_uuid = nt.task_namespace_uuid
+)
+SELECT h.msg_id, h.read_ct, h.message, k.claim_token, (x.workflow_step_uuid IS NOT NULL) AS claimed,
+       (SELECT count(*) FROM woken) AS woken, x.*
+FROM held h
+JOIN unnest(%(step_uuids)s::uuid[], %(claim_tokens)s::text[]) AS k(step_uuid, claim_token)
+     ON k.step_uuid = (h.message ->> 'step_uuid')::uuid
+LEFT JOIN context x ON x.workflow_step_uuid = k.step_uuid
+ORDER BY h.msg_id;

@@ -118,7 +118,7 @@ routed AS (
            array_agg(jsonb_build_object('task_uuid', e.task_uuid, 'step_uuid', e.workflow_step_uuid,
                                         'correlation_id', m.correlation_id)) AS bodies
     FROM enqueued e
-    JOIN unnest(%(step_uuids)s::uuid[], %(queues)s::text[], %(channels)s::text[],
+    JOIN unnest(%(delivery_step_uuids)s::uuid[], %(queues)s::text[], %(channels)s::text[],
                 %(delivery_correlation_ids)s::uuid[])
          AS m(step_uuid, queue, channel, correlation_id) ON m.step_uuid = e.workflow_step_uuid
     GROUP BY m.queue, m.channel
