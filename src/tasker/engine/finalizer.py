@@ -12,7 +12,7 @@ so those compare-and-swaps cannot lose, and their messages can go out in the sam
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -61,21 +61,25 @@ class TaskPlan:
 
 @dataclass(frozen=True)
 class KeepHere:
-    """Ready steps that the caller (a worker applying its own results) claims in the same transaction: up to
-    ``budget`` of the steps bound for ``queues`` are enqueued without a message, and the caller must claim them
-    (``store.steps.step_claim_kept_send``) before it commits, which writes their messages as held by it."""
+    """Ready steps that the caller (a worker applying its own results) takes itself in the same transaction: up
+    to ``budget`` of the steps bound for ``queues`` are enqueued and claimed in one compare-and-swap (``enqueue``
+    then ``start``, each claim with the metadata ``claim()`` returns: the claimer and a fresh claim token) and get
+    no message; the caller must write their messages as held by it (``store.steps.step_claim_kept_send``) before
+    it commits."""
 
     queues: frozenset[str]
     budget: int
+    claim: Callable[[], dict[str, Any]]
 
 
 @dataclass(frozen=True)
 class KeptStep:
-    """A step enqueued under :class:`KeepHere`: no message sent, the caller claims it."""
+    """A step enqueued and claimed under :class:`KeepHere`, with no message sent."""
 
     step_uuid: UUID
     queue: str
     correlation_id: UUID
+    claim: dict[str, Any]
 
 
 def goal_state(states: Iterable[StepState], isolated_errors: int = 0) -> TaskState:
@@ -151,12 +155,15 @@ async def apply_plans(
     for plan in plans:
         queue = worker_queue(plan.namespace)
         for step, state in plan.enqueue:
-            enqueue.append(
-                StepChange(step, state, ENQUEUE_EVENTS[state], {**metadata, "correlation_id": plan.correlation_id})
-            )
+            step_metadata = {**metadata, "correlation_id": plan.correlation_id}
             if keep is not None and len(kept) < keep.budget and queue in keep.queues:
-                kept.append(KeptStep(step, queue, plan.correlation_id))
+                claim = keep.claim()
+                kept.append(KeptStep(step, queue, plan.correlation_id, claim))
+                enqueue.append(
+                    StepChange(step, state, [*ENQUEUE_EVENTS[state], StepEvent.START], step_metadata | claim)
+                )
             else:
+                enqueue.append(StepChange(step, state, ENQUEUE_EVENTS[state], step_metadata))
                 deliveries.append(Delivery(step, queue, channel(queue), plan.correlation_id))
     moves = [
         TaskChange(plan.task_uuid, plan.state, plan.events, {**metadata, "correlation_id": plan.correlation_id})

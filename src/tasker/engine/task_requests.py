@@ -8,20 +8,21 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
 from tasker.engine.finalizer import TaskPlan, apply_plans
 from tasker.errors import DuplicateTaskError, TaskerError
-from tasker.messaging.router import TASK_REQUESTS_QUEUE
+from tasker.messaging.router import TASK_REQUESTS_QUEUE, worker_queue
 from tasker.messaging.transport import Message, Transport
 from tasker.model.identity import check_json_limits, identity_hash
 from tasker.model.ids import uuid7
-from tasker.model.machines import TaskEvent
+from tasker.model.machines import TaskEvent, task_path
 from tasker.model.requests import TaskRequest, validate_context
 from tasker.model.states import StepState, TaskState
 from tasker.model.template import TaskTemplate
 from tasker.store.db import Connection
-from tasker.store.tasks import NewStep, NewTask, task_create, task_find_by_identity
+from tasker.store.tasks import NewStep, NewTask, TaskStart, task_create, task_find_by_identity
 from tasker.store.templates import template_get
 from tasker.telemetry import STEPS_ENQUEUED, TASKS_REQUESTED, task_span
 
@@ -119,8 +120,11 @@ async def create_task(
             enqueued=len(roots),
         ):
             async with conn.transaction():
-                await task_create(conn, task)
-                await apply_plans(conn, transport, [plan], metadata)
+                if roots:
+                    await _create_started(conn, transport, task, plan, metadata)
+                else:
+                    await task_create(conn, task)
+                    await apply_plans(conn, transport, [plan], metadata)
     except DuplicateTaskError:
         existing = await task_find_by_identity(conn, identity)
         raise DuplicateTaskError(
@@ -135,6 +139,28 @@ async def create_task(
         state=plan.goal,
         step_uuids={names[s.step_uuid]: s.step_uuid for s in task.steps},
         enqueued=[step for step, _ in roots],
+    )
+
+
+async def _create_started(
+    conn: Connection, transport: Transport, task: NewTask, plan: TaskPlan, metadata: dict[str, Any]
+) -> None:
+    """Write the task already started (its route to ``plan.goal`` and its root steps enqueued, the rows the
+    orchestration code would write under the task's lock a statement later: nobody else can see the task yet), then
+    send the root steps' messages."""
+    transitions = {**metadata, "correlation_id": task.correlation_id}
+    route = [
+        (str(state), str(event)) for state, event in zip(task_path(plan.state, plan.events), plan.events, strict=True)
+    ]
+    start = TaskStart(route=route, enqueued=[step for step, _ in plan.enqueue], metadata=transitions)
+    await task_create(conn, task, start)
+    await transport.send_many(
+        conn,
+        worker_queue(plan.namespace),
+        [
+            {"task_uuid": str(task.task_uuid), "step_uuid": str(step), "correlation_id": str(task.correlation_id)}
+            for step, _ in plan.enqueue
+        ],
     )
 
 

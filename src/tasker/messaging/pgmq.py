@@ -52,6 +52,7 @@ class PgmqTransport:
 
     async def send_many(self, conn: Connection, queue: str, bodies: Sequence[dict[str, Any]]) -> None:
         if bodies:
+            await self.ensure_queue(conn, queue)  # a query the first time only
             # no fetch: in pipeline mode the send rides along with the caller's other statements
             await conn.execute(
                 Q["queue_send_many"],
@@ -83,16 +84,10 @@ class PgmqTransport:
         )
 
     async def claim_kept(
-        self,
-        conn: Connection,
-        queue: str,
-        claims: Sequence[StepChange],
-        correlation_ids: Sequence[UUID],
-        *,
-        visibility_seconds: int,
+        self, conn: Connection, queue: str, kept: Sequence[tuple[UUID, UUID, str]], *, visibility_seconds: int
     ) -> Pending[list[dict[str, Any]]]:
         return await step_claim_kept_send(
-            conn, queue, claims, correlation_ids, visibility_seconds=visibility_seconds, channel=channel(queue)
+            conn, queue, kept, visibility_seconds=visibility_seconds, channel=channel(queue)
         )
 
     async def ack_many(self, conn: Connection, queue: str, msg_ids: Sequence[int]) -> None:

@@ -124,14 +124,9 @@ class ClaimingTransport(Protocol):
         ...
 
     async def claim_kept(
-        self,
-        conn: Connection,
-        queue: str,
-        claims: Sequence[StepChange],
-        correlation_ids: Sequence[UUID],
-        *,
-        visibility_seconds: int,
+        self, conn: Connection, queue: str, kept: Sequence[tuple[UUID, UUID, str]], *, visibility_seconds: int
     ) -> Pending[list[dict[str, Any]]]:
-        """Claim steps enqueued without a message in the caller's transaction (``engine.finalizer.KeepHere``) and
-        write their messages as held by this claim; see ``store.steps.step_claim_kept_send``."""
+        """Write the held messages of steps enqueued and claimed without one in the caller's transaction
+        (``engine.finalizer.KeepHere``): step, correlation id, claim token each; see
+        ``store.steps.step_claim_kept_send``."""
         ...

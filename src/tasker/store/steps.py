@@ -84,24 +84,25 @@ _CLAIM_KEPT: dict[str, sql.Composed] = {}
 async def step_claim_kept_send(
     conn: Connection,
     queue: str,
-    claims: Sequence[StepChange],
-    correlation_ids: Sequence[UUID],
+    kept: Sequence[tuple[UUID, UUID, str]],
     *,
     visibility_seconds: int,
     channel: str,
 ) -> Pending[list[dict[str, Any]]]:
-    """Claim steps this transaction just enqueued without a message (``engine.finalizer.KeepHere``) and write
-    their messages as held by the claimer, in one statement, sent now and read later; each claim's metadata
-    carries its ``claim_token``. Rows are shaped like :func:`step_claim_from_queue`'s."""
+    """Write the held messages of steps this transaction enqueued and claimed without one (``kept``: step,
+    correlation id, claim token; see ``engine.finalizer.KeepHere``) and read their handler context, in one
+    statement, sent now and read later. Rows are shaped like :func:`step_claim_from_queue`'s."""
     statement = _CLAIM_KEPT.get(queue)
     if statement is None:
         statement = sql.SQL(Q["step_claim_kept"]).format(queue_table=sql.Identifier(f"q_{queue}"))
         _CLAIM_KEPT[queue] = statement
-    params = step_change_params(claims)
-    params["message_correlation_ids"] = list(correlation_ids)
-    params["claim_tokens"] = [str(claim.metadata["claim_token"]) for claim in claims]
-    params["vt"] = visibility_seconds
-    params["channel"] = channel
+    params = {
+        "step_uuids": [step for step, _, _ in kept],
+        "correlation_ids": [correlation for _, correlation, _ in kept],
+        "claim_tokens": [token for _, _, token in kept],
+        "vt": visibility_seconds,
+        "channel": channel,
+    }
     cursor = await conn.execute(statement, params)
     return cursor.fetchall
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -46,6 +47,17 @@ class NewTask:
     request_details: dict[str, Any] | None = None  # kept on the first transition (options, a reason's full text)
 
 
+@dataclass(frozen=True)
+class TaskStart:
+    """How a new task starts, written with it (``task_create``): the task's route out of ``pending`` (hops of
+    state and event, as the state machine gives them), the root steps it enqueues, and the metadata of those
+    transitions (the same rows the transition functions would write in a later statement)."""
+
+    route: list[tuple[str, str]]
+    enqueued: list[UUID]
+    metadata: dict[str, Any]
+
+
 def _first_transition_metadata(task: NewTask) -> dict[str, Any]:
     metadata: dict[str, Any] = {"event": "initial", "from_service": "task_initializer"}
     if task.request_details:
@@ -53,8 +65,11 @@ def _first_transition_metadata(task: NewTask) -> dict[str, Any]:
     return metadata
 
 
-def _create_params(task: NewTask) -> dict[str, Any]:
+def _create_params(task: NewTask, start: TaskStart | None) -> dict[str, Any]:
     return {
+        "task_route": Jsonb([{"state": state, "event": event} for state, event in start.route] if start else []),
+        "enqueued": list(start.enqueued) if start else [],
+        "start_metadata": Jsonb(json.loads(json.dumps(start.metadata, default=str)) if start else {}),
         "task_uuid": task.task_uuid,
         "named_task_uuid": task.named_task_uuid,
         "initiator": task.initiator,
@@ -80,10 +95,11 @@ def _create_params(task: NewTask) -> dict[str, Any]:
     }
 
 
-async def task_create(conn: Connection, task: NewTask) -> None:
-    """Insert the task, its steps, edges and first transitions; a taken identity raises DuplicateTaskError."""
+async def task_create(conn: Connection, task: NewTask, start: TaskStart | None = None) -> None:
+    """Insert the task, its steps, edges and first transitions, and how it starts (``start``: its route and the
+    enqueued root steps; their messages are the caller's to send); a taken identity raises DuplicateTaskError."""
     try:
-        row = await (await conn.execute(Q["task_create"], _create_params(task))).fetchone()
+        row = await (await conn.execute(Q["task_create"], _create_params(task, start))).fetchone()
     except UniqueViolation as exc:
         if "identity_hash" in str(exc):
             raise DuplicateTaskError(identity_hash=task.identity_hash) from exc

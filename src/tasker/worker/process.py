@@ -780,40 +780,30 @@ class Worker:
             return None
         self._reserved += budget
         following.reserved += budget
-        return KeepHere(frozenset(self.queues), budget)
+        return KeepHere(frozenset(self.queues), budget, self._new_claim)
+
+    def _new_claim(self) -> dict[str, Any]:
+        return {"worker_uuid": self.worker_uuid, "claim_token": new_claim_token()}
 
     async def _claim_kept(self, conn: Connection, kept: list[KeptStep], following: NextClaims) -> None:
-        """Claim, in the caller's transaction, the steps that ``apply_stored`` enqueued for us without a message
-        (``KeepHere``): the same compare-and-swap and fence as a consumer's claim, and a message held by us under a
-        lease as if we had read it, without the commit, wake-up and read that would come between a step and the
-        next. The claims roll back with the transaction; they start once it has committed (``_start_following``).
-        Slots reserved beyond what was kept are given back."""
+        """Write, in the caller's transaction, the held messages of the steps that ``apply_stored`` enqueued and
+        claimed for us (``KeepHere``): the same fence (claim token, attempt) as a consumer's claim and a message
+        held under a lease as if we had read it, without the commit, wake-up and read that would otherwise come
+        between a step and the next. The claims roll back with the transaction; they start once it has committed
+        (``_start_following``). Slots reserved beyond what was kept are given back."""
         unused = following.reserved - len(kept)
         self._reserved -= unused
         following.reserved -= unused
         if not kept or not isinstance(self.transport, ClaimingTransport):
             return
-        by_queue: dict[str, list[KeptStep]] = {}
+        by_queue: dict[str, list[tuple[UUID, UUID, str]]] = {}
         for step in kept:
-            by_queue.setdefault(step.queue, []).append(step)
-        for queue, steps in by_queue.items():
-            claims = [
-                StepChange(
-                    step.step_uuid,
-                    StepState.ENQUEUED,
-                    [StepEvent.START],
-                    self._claim_metadata_for(step.correlation_id, new_claim_token()),
-                )
-                for step in steps
-            ]
-            received_at = time.monotonic()  # the lease (the held message's visibility timeout) runs from here
-            rows = await self.transport.claim_kept(
-                conn,
-                queue,
-                claims,
-                [step.correlation_id for step in steps],
-                visibility_seconds=self.config.lease_seconds,
+            by_queue.setdefault(step.queue, []).append(
+                (step.step_uuid, step.correlation_id, str(step.claim["claim_token"]))
             )
+        for queue, steps in by_queue.items():
+            received_at = time.monotonic()  # the lease (the held message's visibility timeout) runs from here
+            rows = await self.transport.claim_kept(conn, queue, steps, visibility_seconds=self.config.lease_seconds)
             following.taken.append((queue, received_at, rows))
 
     async def _start_following(self, following: NextClaims) -> None:

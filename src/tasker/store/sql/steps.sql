@@ -266,32 +266,30 @@ LEFT JOIN context x ON x.workflow_step_uuid = f.step_uuid
 ORDER BY t.msg_id;
 
 -- name: step_claim_kept
--- The fast path's continuation (PGMQ only; {queue_table} is filled in per queue): a worker that just enqueued steps
--- in its store transaction, under their task's lock, claims them in the same transaction (`enqueued → in_progress`
--- under fresh claim tokens, as step_claim_many) instead of sending their messages and reading them back. Each step
--- still gets its message, written as already delivered once and hidden for `vt` seconds (the lease, renewed by the
--- worker like any other): if the worker dies, the message comes back as a redelivery and the step is taken over.
--- A step whose claim did not win (it cannot, under the task lock; this is the safe side) gets an ordinary visible
--- message instead, with a wake-up, so it is never left enqueued without one. Returns one row per message with the
--- handler context of the claimed steps, shaped like step_claim_from_queue's rows.
-WITH claimed AS (
-    SELECT * FROM tasker.step_transition_many(
-        %(step_uuids)s::uuid[], %(from_states)s::text[], %(paths)s::jsonb[], %(metadata)s::jsonb[],
-        %(expected_attempts)s::int[], %(in_process)s::bool[], %(processed)s::bool[], %(stamp_processed_at)s::bool[],
-        %(count_attempt)s::bool[], %(reset_attempts)s::bool[], %(results)s::jsonb[], %(backoff_seconds)s::int[],
-        %(audit_success)s::bool[], %(worker_uuids)s::uuid[], %(correlation_ids)s::uuid[], %(execution_ms)s::bigint[]
-    )
+-- The fast path's continuation (PGMQ only; {queue_table} is filled in per queue): steps a worker's store
+-- transaction just enqueued and claimed in one compare-and-swap (`pending → enqueued → in_progress` under their
+-- task's lock, each with a fresh claim token: engine.finalizer.KeepHere) get their messages here, written as
+-- delivered once and hidden for `vt` seconds (the lease, renewed by the worker like any other): if the worker
+-- dies, the message comes back as a redelivery and the step is taken over. A step that is not held under its
+-- token (its compare-and-swap lost, which the task lock rules out; this is the safe side) but is enqueued gets an
+-- ordinary visible message with a wake-up instead, so it is never left without one. Returns one row per message
+-- with the handler context of the held steps, shaped like step_claim_from_queue's rows.
+WITH kept AS (
+    SELECT k.step_uuid, k.correlation_id, k.claim_token, s.task_uuid, st.to_state,
+           (st.to_state = 'in_progress' AND st.metadata ->> 'claim_token' = k.claim_token) AS claimed
+    FROM unnest(%(step_uuids)s::uuid[], %(correlation_ids)s::uuid[], %(claim_tokens)s::text[])
+         AS k(step_uuid, correlation_id, claim_token)
+    JOIN tasker.workflow_steps s ON s.workflow_step_uuid = k.step_uuid
+    JOIN tasker.workflow_step_transitions st ON st.workflow_step_uuid = k.step_uuid AND st.most_recent
 ),
 held AS (
     INSERT INTO pgmq.{queue_table} (read_ct, last_read_at, vt, message)
-    SELECT CASE WHEN c.workflow_step_uuid IS NULL THEN 0 ELSE 1 END,
-           CASE WHEN c.workflow_step_uuid IS NULL THEN NULL ELSE clock_timestamp() END,
-           CASE WHEN c.workflow_step_uuid IS NULL THEN clock_timestamp()
-                ELSE clock_timestamp() + make_interval(secs => %(vt)s) END,
-           jsonb_build_object('task_uuid', s.task_uuid, 'step_uuid', k.step_uuid, 'correlation_id', k.correlation_id)
-    FROM unnest(%(step_uuids)s::uuid[], %(message_correlation_ids)s::uuid[]) AS k(step_uuid, correlation_id)
-    JOIN tasker.workflow_steps s ON s.workflow_step_uuid = k.step_uuid
-    LEFT JOIN claimed c ON c.workflow_step_uuid = k.step_uuid
+    SELECT CASE WHEN k.claimed THEN 1 ELSE 0 END,
+           CASE WHEN k.claimed THEN clock_timestamp() END,
+           CASE WHEN k.claimed THEN clock_timestamp() + make_interval(secs => %(vt)s) ELSE clock_timestamp() END,
+           jsonb_build_object('task_uuid', k.task_uuid, 'step_uuid', k.step_uuid, 'correlation_id', k.correlation_id)
+    FROM kept k
+    WHERE k.claimed OR k.to_state = 'enqueued'
     RETURNING msg_id, read_ct, message
 ),
 woken AS (
@@ -302,25 +300,24 @@ woken AS (
     HAVING count(*) > 0
 ),
 context AS (
-    SELECT c.workflow_step_uuid, c.task_uuid, c.attempts, n.name,
+    SELECT k.step_uuid AS workflow_step_uuid, k.task_uuid, COALESCE(s.attempts, 0) AS attempts, n.name,
            COALESCE(s.inputs ->> '__template_step_name', n.name) AS template_step_name,
            s.inputs, s.checkpoint, COALESCE(s.max_attempts, 3) AS max_attempts, s.retryable, t.context,
            t.correlation_id, t.named_task_uuid, nt.name AS task_name, nt.version AS task_version,
            ns.name AS namespace_name,
            COALESCE((SELECT jsonb_object_agg(d.step_name, d.results)
-                     FROM tasker.get_step_transitive_dependencies(c.workflow_step_uuid) d
+                     FROM tasker.get_step_transitive_dependencies(k.step_uuid) d
                      WHERE d.results IS NOT NULL), jsonb_build_object()) AS dependency_results
-    FROM claimed c
-    JOIN tasker.workflow_steps s ON s.workflow_step_uuid = c.workflow_step_uuid
+    FROM kept k
+    JOIN tasker.workflow_steps s ON s.workflow_step_uuid = k.step_uuid
     JOIN tasker.named_steps n ON n.named_step_uuid = s.named_step_uuid
     JOIN tasker.tasks t ON t.task_uuid = s.task_uuid
     JOIN tasker.named_tasks nt ON nt.named_task_uuid = t.named_task_uuid
     JOIN tasker.task_namespaces ns ON ns.task_namespace_uuid = nt.task_namespace_uuid
+    WHERE k.claimed
 )
-SELECT h.msg_id, h.read_ct, h.message, k.claim_token, (x.workflow_step_uuid IS NOT NULL) AS claimed,
-       (SELECT count(*) FROM woken) AS woken, x.*
+SELECT h.msg_id, h.read_ct, h.message, k.claim_token, k.claimed, (SELECT count(*) FROM woken) AS woken, x.*
 FROM held h
-JOIN unnest(%(step_uuids)s::uuid[], %(claim_tokens)s::text[]) AS k(step_uuid, claim_token)
-     ON k.step_uuid = (h.message ->> 'step_uuid')::uuid
+JOIN kept k ON k.step_uuid = (h.message ->> 'step_uuid')::uuid
 LEFT JOIN context x ON x.workflow_step_uuid = k.step_uuid
 ORDER BY h.msg_id;

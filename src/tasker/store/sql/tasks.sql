@@ -1,7 +1,10 @@
 -- name: task_create
 -- One statement creates a task, its initial steps, their `provides` edges and the first ('pending') transition
--- rows of all of them. Ids come from the caller, so later statements of the same transaction need not wait for
--- RETURNING. Foreign keys are checked at the end of the statement, after every part is inserted.
+-- rows of all of them, and (when the caller knows it at creation, as for every task with root steps) how the task
+-- starts: its route out of 'pending' (`task_route`, hops {state, event}) and the 'enqueued' rows of the root steps
+-- (`enqueued`), the same rows the transition functions would write a statement later. Ids come from the caller,
+-- so later statements of the same transaction need not wait for RETURNING. Foreign keys are checked at the end of
+-- the statement, after every part is inserted.
 WITH task AS (
     INSERT INTO tasker.tasks (task_uuid, named_task_uuid, requested_at, initiator, source_system, reason, tags,
                               context, identity_hash, priority, correlation_id, parent_correlation_id)
@@ -30,13 +33,27 @@ edges AS (
 task_first AS (
     INSERT INTO tasker.task_transitions (task_uuid, to_state, from_state, metadata, sort_key, most_recent,
                                          processor_uuid)
-    SELECT task_uuid, 'pending', NULL, %(task_metadata)s, 1, true, %(processor_uuid)s FROM task
+    SELECT task_uuid, 'pending', NULL, %(task_metadata)s, 1, jsonb_array_length(%(task_route)s::jsonb) = 0,
+           %(processor_uuid)s
+    FROM task
+    UNION ALL
+    SELECT task.task_uuid, h.hop ->> 'state', COALESCE(lag(h.hop ->> 'state') OVER (ORDER BY h.n), 'pending'),
+           %(start_metadata)s::jsonb || jsonb_build_object('event', h.hop ->> 'event'), 1 + h.n::int,
+           h.n = jsonb_array_length(%(task_route)s::jsonb), NULLIF(%(start_metadata)s::jsonb ->> 'processor_uuid', '')::uuid
+    FROM task CROSS JOIN LATERAL jsonb_array_elements(%(task_route)s::jsonb) WITH ORDINALITY AS h(hop, n)
     RETURNING 1
 ),
 steps_first AS (
     INSERT INTO tasker.workflow_step_transitions (workflow_step_uuid, to_state, from_state, metadata, sort_key,
                                                   most_recent)
-    SELECT workflow_step_uuid, 'pending', NULL, %(step_metadata)s, 1, true FROM steps
+    SELECT workflow_step_uuid, 'pending', NULL, %(step_metadata)s, 1,
+           NOT (workflow_step_uuid = ANY(%(enqueued)s::uuid[]))
+    FROM steps
+    UNION ALL
+    SELECT workflow_step_uuid, 'enqueued', 'pending', %(start_metadata)s::jsonb || jsonb_build_object('event', 'enqueue'),
+           2, true
+    FROM steps
+    WHERE workflow_step_uuid = ANY(%(enqueued)s::uuid[])
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM steps) AS steps_created,
