@@ -94,6 +94,21 @@ async def test_changed_template_same_version_conflicts_and_writes_nothing(conn: 
     assert await snapshot(conn) == before
 
 
+async def test_a_template_read_before_a_forced_update_is_not_served_after_it(conn: Connection) -> None:
+    """template_get keeps parsed templates by a digest of their configuration: reading one, then updating it, returns
+    the new configuration."""
+    template = load_template_file(ORDER)
+    await template_register(conn, template)
+    _, before = await template_get(conn, "order_fulfillment", "business_workflow", "1.0.0")
+    assert before == template
+    configuration = template.to_configuration()
+    configuration["steps"][0]["retry"]["max_attempts"] = 9
+    changed = TaskTemplate.model_validate(configuration)
+    assert (await template_register(conn, changed, force=True)).status == "updated"
+    _, after = await template_get(conn, "order_fulfillment", "business_workflow", "1.0.0")
+    assert after == changed and after.steps[0].retry.max_attempts == 9
+
+
 async def test_forced_update_replaces_configuration_and_step_links(conn: Connection) -> None:
     template = load_template_file(ORDER)
     first = await template_register(conn, template)

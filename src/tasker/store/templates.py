@@ -164,6 +164,13 @@ def _template_from_row(row: dict[str, Any], label: str) -> TaskTemplate:
     return TaskTemplate.model_validate(row["configuration"], context={"source": label})
 
 
+# Parsed templates by (named task, digest of the stored configuration): validating a template costs more than
+# reading it, and task creation reads one per task. A re-registration changes the digest, so an entry is never
+# stale; the cache is emptied when it grows past its bound (templates are few; this only stops unbounded growth).
+_PARSED: dict[tuple[UUID, str], TaskTemplate] = {}
+_PARSED_MAX = 512
+
+
 async def template_get(conn: Connection, namespace: str, name: str, version: str) -> tuple[UUID, TaskTemplate]:
     params = {"namespace": namespace, "name": name, "version": version}
     row = await (await conn.execute(Q["template_get"], params)).fetchone()
@@ -173,7 +180,14 @@ async def template_get(conn: Connection, namespace: str, name: str, version: str
             f"version {version!r})",
             **params,
         )
-    return row["named_task_uuid"], _template_from_row(row, f"{namespace}/{name}:{version}")
+    key = (row["named_task_uuid"], row["digest"])
+    template = _PARSED.get(key)
+    if template is None:
+        template = _template_from_row(row, f"{namespace}/{name}:{version}")
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.clear()
+        _PARSED[key] = template
+    return row["named_task_uuid"], template
 
 
 async def template_get_by_uuid(conn: Connection, named_task_uuid: UUID) -> TaskTemplate:

@@ -72,8 +72,9 @@ WITH given AS (
 SELECT count(*)::int AS linked FROM linked;
 
 -- name: template_get
--- One template by the three strings a task request names it with.
-SELECT nt.named_task_uuid, nt.configuration
+-- One template by the three strings a task request names it with, and a digest of its configuration: a parsed
+-- copy kept under it is never stale.
+SELECT nt.named_task_uuid, md5(nt.configuration::text) AS digest, nt.configuration
 FROM tasker.named_tasks nt
 JOIN tasker.task_namespaces ns ON ns.task_namespace_uuid = nt.task_namespace_uuid
 WHERE ns.name = %(namespace)s AND nt.name = %(name)s AND nt.version = %(version)s;
