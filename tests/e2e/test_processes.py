@@ -67,6 +67,48 @@ async def test_killed_worker_step_is_taken_over_within_a_lease(
     assert attempts_seen == ["1", "2"]
 
 
+async def test_a_step_claimed_in_the_previous_steps_store_is_taken_over_when_its_worker_is_killed(
+    registered: Connection, db_url: str, tmp_path: Path
+) -> None:
+    """The fast path's continuation: the worker that completes ``quick_first`` claims ``sleepy_after`` in the same
+    transaction and holds its message under a lease without ever reading it. Killed with -9 mid-step, it leaves
+    the step in progress; once the lease runs out the message comes back as a redelivery and another worker takes
+    the step over (a second attempt), exactly as for a step read from the queue."""
+    pid_file = tmp_path / "pids"
+    with services(db_url, ["orchestrator"]):
+        doomed = start(db_url, "worker", "-n", "runtime_checks", "--lease-seconds", "2", log_name="doomed")
+        try:
+            created = await create(
+                registered, "runtime_checks", "sleepy_after_quick", {"sleep_seconds": 3, "pid_file": str(pid_file)}
+            )
+            first = await _wait_for_file(pid_file)
+            assert first.split() == [str(doomed.pid), "1"]
+            os.kill(doomed.pid, signal.SIGKILL)
+            doomed.wait()
+        finally:
+            stop(doomed)
+        with services(db_url, ["worker", "-n", "runtime_checks", "--lease-seconds", "2"]):
+            task = await wait_settled(registered, created.task_uuid, timeout=40)
+        assert task["state"] == "complete"
+    steps = {s["name"]: s for s in await task_steps(registered, created.task_uuid)}
+    assert steps["sleepy_after"]["attempts"] == 2
+    rows = await (
+        await registered.execute(
+            """SELECT s.name, x.to_state, x.metadata->>'event' AS event, x.created_at
+               FROM tasker.workflow_step_transitions x JOIN tasker.workflow_steps w USING (workflow_step_uuid)
+               JOIN tasker.named_steps s USING (named_step_uuid)
+               WHERE w.task_uuid = %s ORDER BY s.name, x.sort_key""",
+            [created.task_uuid],
+        )
+    ).fetchall()
+    first_done = next(r["created_at"] for r in rows if r["name"] == "quick_first" and r["to_state"] == "complete")
+    claims = [r for r in rows if r["name"] == "sleepy_after" and r["to_state"] == "in_progress"]
+    assert claims[0]["created_at"] == first_done  # claimed in the transaction that completed quick_first
+    assert "lease_expired" in [r["event"] for r in rows if r["name"] == "sleepy_after"]
+    assert [r["to_state"] for r in rows if r["name"] == "sleepy_after"].count("complete") == 1
+    assert [line.split()[1] for line in pid_file.read_text().split("\n") if line] == ["1", "2"]
+
+
 async def test_two_orchestrators_two_workers_run_200_tasks(registered: Connection, db_url: str) -> None:
     worker = ["worker", "-n", "diamond_workflow", "--concurrency", "8"]
     with services(db_url, ["orchestrator"], ["orchestrator"], worker, worker):
