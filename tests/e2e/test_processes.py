@@ -7,6 +7,7 @@ import os
 import signal
 import time
 from pathlib import Path
+from uuid import UUID
 
 import pytest
 
@@ -31,18 +32,17 @@ async def _wait_for_file(path: Path, timeout: float = 20.0) -> str:
     raise TimeoutError(f"{path} was never written")
 
 
-async def test_killed_worker_step_is_taken_over_within_a_lease(
-    registered: Connection, db_url: str, tmp_path: Path
-) -> None:
-    pid_file = tmp_path / "pids"
+async def _kill_the_worker_mid_step(registered: Connection, db_url: str, template: str, pid_file: Path) -> UUID:
+    """Run ``template`` (whose sleeping step writes its pid and attempt to ``pid_file``) on a worker with a 2 s
+    lease, kill that worker with -9 while the step sleeps, then let a fresh worker finish; returns the task."""
     with services(db_url, ["orchestrator"]):
         doomed = start(db_url, "worker", "-n", "runtime_checks", "--lease-seconds", "2", log_name="doomed")
         try:
             created = await create(
-                registered, "runtime_checks", "sleepy_chain", {"sleep_seconds": 3, "pid_file": str(pid_file)}
+                registered, "runtime_checks", template, {"sleep_seconds": 3, "pid_file": str(pid_file)}
             )
             first = await _wait_for_file(pid_file)
-            assert first.split()[0] == str(doomed.pid)
+            assert first.split() == [str(doomed.pid), "1"]
             os.kill(doomed.pid, signal.SIGKILL)
             doomed.wait()
         finally:
@@ -50,7 +50,15 @@ async def test_killed_worker_step_is_taken_over_within_a_lease(
         with services(db_url, ["worker", "-n", "runtime_checks", "--lease-seconds", "2"]):
             task = await wait_settled(registered, created.task_uuid, timeout=40)
         assert task["state"] == "complete"
-    steps = {s["name"]: s for s in await task_steps(registered, created.task_uuid)}
+    return created.task_uuid
+
+
+async def test_killed_worker_step_is_taken_over_within_a_lease(
+    registered: Connection, db_url: str, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "pids"
+    task_uuid = await _kill_the_worker_mid_step(registered, db_url, "sleepy_chain", pid_file)
+    steps = {s["name"]: s for s in await task_steps(registered, task_uuid)}
     first_step = steps["sleepy_first"]
     assert first_step["attempts"] == 2
     rows = await (
@@ -75,22 +83,8 @@ async def test_a_step_claimed_in_the_previous_steps_store_is_taken_over_when_its
     the step in progress; once the lease runs out the message comes back as a redelivery and another worker takes
     the step over (a second attempt), exactly as for a step read from the queue."""
     pid_file = tmp_path / "pids"
-    with services(db_url, ["orchestrator"]):
-        doomed = start(db_url, "worker", "-n", "runtime_checks", "--lease-seconds", "2", log_name="doomed")
-        try:
-            created = await create(
-                registered, "runtime_checks", "sleepy_after_quick", {"sleep_seconds": 3, "pid_file": str(pid_file)}
-            )
-            first = await _wait_for_file(pid_file)
-            assert first.split() == [str(doomed.pid), "1"]
-            os.kill(doomed.pid, signal.SIGKILL)
-            doomed.wait()
-        finally:
-            stop(doomed)
-        with services(db_url, ["worker", "-n", "runtime_checks", "--lease-seconds", "2"]):
-            task = await wait_settled(registered, created.task_uuid, timeout=40)
-        assert task["state"] == "complete"
-    steps = {s["name"]: s for s in await task_steps(registered, created.task_uuid)}
+    task_uuid = await _kill_the_worker_mid_step(registered, db_url, "sleepy_after_quick", pid_file)
+    steps = {s["name"]: s for s in await task_steps(registered, task_uuid)}
     assert steps["sleepy_after"]["attempts"] == 2
     rows = await (
         await registered.execute(
@@ -98,7 +92,7 @@ async def test_a_step_claimed_in_the_previous_steps_store_is_taken_over_when_its
                FROM tasker.workflow_step_transitions x JOIN tasker.workflow_steps w USING (workflow_step_uuid)
                JOIN tasker.named_steps s USING (named_step_uuid)
                WHERE w.task_uuid = %s ORDER BY s.name, x.sort_key""",
-            [created.task_uuid],
+            [task_uuid],
         )
     ).fetchall()
     first_done = next(r["created_at"] for r in rows if r["name"] == "quick_first" and r["to_state"] == "complete")

@@ -61,15 +61,14 @@ class TaskPlan:
 
 @dataclass(frozen=True)
 class KeepHere:
-    """Ready steps that the caller (a worker applying its own results) takes itself in the same transaction: up
-    to ``budget`` of the steps bound for ``queues`` are enqueued and claimed in one compare-and-swap (``enqueue``
-    then ``start``, each claim with the metadata ``claim()`` returns: the claimer and a fresh claim token) and get
-    no message; the caller must write their messages as held by it (``store.steps.step_claim_kept_send``) before
-    it commits."""
+    """Ready steps that the caller (a worker applying its own results) takes itself in the same transaction: each
+    step bound for ``queues`` for which ``claim()`` returns claim metadata (the claimer and a fresh claim token;
+    None when the caller has no free slot left) is enqueued and claimed in one compare-and-swap (``enqueue`` then
+    ``start``) and gets no message; the caller must write their messages as held by it
+    (``store.steps.step_claim_kept_send``) before it commits."""
 
     queues: frozenset[str]
-    budget: int
-    claim: Callable[[], dict[str, Any]]
+    claim: Callable[[], dict[str, Any] | None]
 
 
 @dataclass(frozen=True)
@@ -156,8 +155,8 @@ async def apply_plans(
         queue = worker_queue(plan.namespace)
         for step, state in plan.enqueue:
             step_metadata = {**metadata, "correlation_id": plan.correlation_id}
-            if keep is not None and len(kept) < keep.budget and queue in keep.queues:
-                claim = keep.claim()
+            claim = keep.claim() if keep is not None and queue in keep.queues else None
+            if claim is not None:
                 kept.append(KeptStep(step, queue, plan.correlation_id, claim))
                 enqueue.append(
                     StepChange(step, state, [*ENQUEUE_EVENTS[state], StepEvent.START], step_metadata | claim)

@@ -225,6 +225,14 @@ class Worker:
             self._threads.shutdown()
             log.info("worker %s stopped after %d steps", self.worker_uuid, self.steps_done)
 
+    def _release(self, following: NextClaims) -> None:
+        """Give back the slots held for a store's claims (started by now, or rolled back), waking waiting
+        consumers."""
+        if following.reserved:
+            self._reserved -= following.reserved
+            self._slot_freed.set()
+        following.clear()
+
     def _free_slots(self) -> int:
         return self.config.concurrency - len(self.running) - self._reserved
 
@@ -688,7 +696,7 @@ class Worker:
                 stored = await domain_event_store_with(conn, events, store)  # durable events: in its transaction
                 await self._start_following(following)
             finally:
-                self._reserved -= following.reserved
+                self._release(following)
             self.events.publish(stored_events(events, stored))  # fast events: committed results only
             late = [
                 (queue, claim, change)
@@ -709,8 +717,7 @@ class Worker:
         """The stored steps. When applying here fails for a reason other than the connection, the transaction
         rolls back whole and the results are stored again for an orchestrator, which handles results that keep
         failing (retried with backoff, then dead-lettered) instead of this worker retrying them forever."""
-        self._reserved -= following.reserved  # a try before this one rolled back: its claims are gone
-        following.clear()
+        self._release(following)  # a try before this one rolled back: its claims are gone
         lock_tasks = [
             claim.row.get("task_uuid") if execution.result.success else None for _, claim, execution in finished
         ]
@@ -725,8 +732,7 @@ class Worker:
             raise
         except Exception:
             log.exception("applying %d result(s) here failed; handing them to an orchestrator", len(finished))
-            self._reserved -= following.reserved
-            following.clear()
+            self._release(following)
             return (
                 await (await self.transport.store_results(conn, changes, held, results_queue=STEP_RESULTS_QUEUE))()
             ).stored
@@ -773,16 +779,18 @@ class Worker:
         return result.stored, batch
 
     def _keep_here(self, following: NextClaims) -> KeepHere | None:
-        """How many of the steps our results make ready we claim ourselves: as many as we have free slots, held for
-        them from now on (``following.reserved``) so that no consumer fills them meanwhile."""
-        budget = self._free_slots()
-        if self._stopping or budget <= 0 or not isinstance(self.transport, ClaimingTransport):
+        """Which of the steps our results make ready we claim ourselves: those of our queues while we have free
+        slots, each slot held from the moment it is promised (``following.reserved``) so that no consumer fills it
+        meanwhile; the consumers keep every other slot."""
+        if self._stopping or not isinstance(self.transport, ClaimingTransport):
             return None
-        self._reserved += budget
-        following.reserved += budget
-        return KeepHere(frozenset(self.queues), budget, self._new_claim)
+        return KeepHere(frozenset(self.queues), functools.partial(self._new_claim, following))
 
-    def _new_claim(self) -> dict[str, Any]:
+    def _new_claim(self, following: NextClaims) -> dict[str, Any] | None:
+        if self._free_slots() <= 0:
+            return None
+        self._reserved += 1
+        following.reserved += 1
         return {"worker_uuid": self.worker_uuid, "claim_token": new_claim_token()}
 
     async def _claim_kept(self, conn: Connection, kept: list[KeptStep], following: NextClaims) -> None:
@@ -790,10 +798,7 @@ class Worker:
         claimed for us (``KeepHere``): the same fence (claim token, attempt) as a consumer's claim and a message
         held under a lease as if we had read it, without the commit, wake-up and read that would otherwise come
         between a step and the next. The claims roll back with the transaction; they start once it has committed
-        (``_start_following``). Slots reserved beyond what was kept are given back."""
-        unused = following.reserved - len(kept)
-        self._reserved -= unused
-        following.reserved -= unused
+        (``_start_following``)."""
         if not kept or not isinstance(self.transport, ClaimingTransport):
             return
         by_queue: dict[str, list[tuple[UUID, UUID, str]]] = {}

@@ -43,20 +43,9 @@ WITH claimed AS (
         %(audit_success)s::bool[], %(worker_uuids)s::uuid[], %(correlation_ids)s::uuid[], %(execution_ms)s::bigint[]
     )
 )
-SELECT c.workflow_step_uuid, c.task_uuid, c.attempts, n.name,
-       COALESCE(s.inputs ->> '__template_step_name', n.name) AS template_step_name,
-       s.inputs, s.checkpoint, COALESCE(s.max_attempts, 3) AS max_attempts, s.retryable, t.context,
-       t.correlation_id, t.named_task_uuid, nt.name AS task_name, nt.version AS task_version,
-       ns.name AS namespace_name,
-       COALESCE((SELECT jsonb_object_agg(d.step_name, d.results)
-                 FROM tasker.get_step_transitive_dependencies(c.workflow_step_uuid) d
-                 WHERE d.results IS NOT NULL), '{}'::jsonb) AS dependency_results
+SELECT h.*, c.attempts
 FROM claimed c
-JOIN tasker.workflow_steps s ON s.workflow_step_uuid = c.workflow_step_uuid
-JOIN tasker.named_steps n ON n.named_step_uuid = s.named_step_uuid
-JOIN tasker.tasks t ON t.task_uuid = s.task_uuid
-JOIN tasker.named_tasks nt ON nt.named_task_uuid = t.named_task_uuid
-JOIN tasker.task_namespaces ns ON ns.task_namespace_uuid = nt.task_namespace_uuid;
+JOIN tasker_ext.step_handler_context h ON h.workflow_step_uuid = c.workflow_step_uuid;
 
 -- name: step_result_store_many
 -- A worker's results in one statement and one commit: the compare-and-swap (in_progress → enqueued_for_
@@ -243,21 +232,10 @@ claimed AS (
         array_fill(NULL::uuid, ARRAY[b.n]), array_fill(NULL::uuid, ARRAY[b.n]), array_fill(NULL::bigint, ARRAY[b.n])
     ) c
 ),
-context AS (
-    SELECT c.workflow_step_uuid, c.task_uuid, c.attempts, n.name,
-           COALESCE(s.inputs ->> '__template_step_name', n.name) AS template_step_name,
-           s.inputs, s.checkpoint, COALESCE(s.max_attempts, 3) AS max_attempts, s.retryable, t.context,
-           t.correlation_id, t.named_task_uuid, nt.name AS task_name, nt.version AS task_version,
-           ns.name AS namespace_name,
-           COALESCE((SELECT jsonb_object_agg(d.step_name, d.results)
-                     FROM tasker.get_step_transitive_dependencies(c.workflow_step_uuid) d
-                     WHERE d.results IS NOT NULL), jsonb_build_object()) AS dependency_results
+context AS (  -- `attempts` from the claim itself: this statement's snapshot predates it
+    SELECT h.*, c.attempts
     FROM claimed c
-    JOIN tasker.workflow_steps s ON s.workflow_step_uuid = c.workflow_step_uuid
-    JOIN tasker.named_steps n ON n.named_step_uuid = s.named_step_uuid
-    JOIN tasker.tasks t ON t.task_uuid = s.task_uuid
-    JOIN tasker.named_tasks nt ON nt.named_task_uuid = t.named_task_uuid
-    JOIN tasker.task_namespaces ns ON ns.task_namespace_uuid = nt.task_namespace_uuid
+    JOIN tasker_ext.step_handler_context h ON h.workflow_step_uuid = c.workflow_step_uuid
 )
 SELECT t.msg_id, t.read_ct, t.message, f.claim_token, (x.workflow_step_uuid IS NOT NULL) AS claimed, x.*
 FROM taken t
@@ -300,20 +278,10 @@ woken AS (
     HAVING count(*) > 0
 ),
 context AS (
-    SELECT k.step_uuid AS workflow_step_uuid, k.task_uuid, COALESCE(s.attempts, 0) AS attempts, n.name,
-           COALESCE(s.inputs ->> '__template_step_name', n.name) AS template_step_name,
-           s.inputs, s.checkpoint, COALESCE(s.max_attempts, 3) AS max_attempts, s.retryable, t.context,
-           t.correlation_id, t.named_task_uuid, nt.name AS task_name, nt.version AS task_version,
-           ns.name AS namespace_name,
-           COALESCE((SELECT jsonb_object_agg(d.step_name, d.results)
-                     FROM tasker.get_step_transitive_dependencies(k.step_uuid) d
-                     WHERE d.results IS NOT NULL), jsonb_build_object()) AS dependency_results
+    SELECT h.*, COALESCE(s.attempts, 0) AS attempts
     FROM kept k
+    JOIN tasker_ext.step_handler_context h ON h.workflow_step_uuid = k.step_uuid
     JOIN tasker.workflow_steps s ON s.workflow_step_uuid = k.step_uuid
-    JOIN tasker.named_steps n ON n.named_step_uuid = s.named_step_uuid
-    JOIN tasker.tasks t ON t.task_uuid = s.task_uuid
-    JOIN tasker.named_tasks nt ON nt.named_task_uuid = t.named_task_uuid
-    JOIN tasker.task_namespaces ns ON ns.task_namespace_uuid = nt.task_namespace_uuid
     WHERE k.claimed
 )
 SELECT h.msg_id, h.read_ct, h.message, k.claim_token, k.claimed, (SELECT count(*) FROM woken) AS woken, x.*
