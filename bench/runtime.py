@@ -231,9 +231,11 @@ async def hop_profile(url: str) -> list[dict[str, Any]]:
     """Median milliseconds between a step's transitions in the latency run, read from the transition rows.
 
     A transition's ``created_at`` is its transaction's start, so ``enqueue_to_claim`` spans the transaction that
-    enqueued the step (its statements and COMMIT), the wake-up and the claim; ``claim_to_store`` the claim's
-    statement, the handler and the hand-over to the completer; ``store_to_complete`` is 0 when the worker applied
-    the result in its own store transaction (the fast path) and the orchestrator hop otherwise."""
+    enqueued the step (its statements and COMMIT), the wake-up and the claim, and is 0 when the worker claimed the
+    step in the transaction that enqueued it (the fast path's continuation); ``claim_to_store`` spans the claiming
+    transaction (for a continuation claim: the whole store transaction of the step before), the handler and the
+    hand-over to the completer; ``store_to_complete`` is 0 when the worker applied the result in its own store
+    transaction (the fast path) and the orchestrator hop otherwise."""
     conn = await connect(url)
     try:
         return list(await (await conn.execute(HOP_PROFILE)).fetchall())

@@ -94,6 +94,7 @@ class Orchestrator:
             min_size=2,
             max_size=self.config.concurrency + 3,
             durable_commits=self.config.durable_commits,
+            key_lookups=True,
             application_name="tasker-orchestrator",
         )
         await self._pool.open()

@@ -23,7 +23,11 @@ T = TypeVar("T")
 # statements go out before the first answer is awaited, so dependent-free statements cost one round trip together.
 Pending: TypeAlias = Callable[[], Awaitable[T]]
 
-CONNECT_OPTIONS = "-c TimeZone=UTC -c plan_cache_mode=force_generic_plan"
+# jit=off: every statement here is short OLTP work, but a generic plan's row estimates can put its cost past
+# jit_above_cost, and compiling it then takes hundreds of milliseconds per execution (seen on the readiness
+# function: 2 ms of work behind 260 ms of JIT). Generic plans: see the statements' comments (planning a statement
+# this size costs more than running it).
+CONNECT_OPTIONS = "-c TimeZone=UTC -c plan_cache_mode=force_generic_plan -c jit=off"
 
 
 def _unavailable(exc: psycopg.Error, url: str) -> DatabaseUnavailableError:
@@ -50,6 +54,7 @@ def create_pool(
     min_size: int = 1,
     max_size: int = 10,
     durable_commits: bool = True,
+    key_lookups: bool = False,
     application_name: str = "tasker",
 ) -> AsyncConnectionPool[Connection]:
     """A pool of connections configured like :func:`connect`; open it with ``await pool.open()``.
@@ -60,6 +65,12 @@ def create_pool(
     once anyway. Anything acknowledged to a caller (task creation, operator actions) keeps durable commits.
     ``application_name`` shows in ``pg_stat_activity`` which kind of process a connection belongs to.
 
+    ``key_lookups=True`` is for the engine's hot path (workers, orchestrators), whose statements all find rows by
+    key: sequential scans are priced out (``enable_seqscan=off``), so a generic plan made while the tables were
+    tiny (a fresh database, or statistics that autovacuum never refreshed) does not scan whole tables once they have
+    grown. Without it, on a server with autovacuum off, a worker's readiness statement went from 1 ms to over 300
+    ms within a minute of a fresh start (``bench/peers.py``'s closed loop fell from 380 to 60 steps/s).
+
     Every connection is checked as it leaves the pool (:func:`check_pooled`): after a database restart or a killed
     backend the idle connections are all dead, and without the check each would fail one caller's statement (a
     worker's stored result, an orchestrator's batch) before the pool noticed.
@@ -69,6 +80,8 @@ def create_pool(
     except ValueError as exc:
         raise ConfigurationError(f"database URL: {exc}") from None
     options = CONNECT_OPTIONS if durable_commits else f"{CONNECT_OPTIONS} -c synchronous_commit=off"
+    if key_lookups:
+        options += " -c enable_seqscan=off"
     return AsyncConnectionPool(
         url,
         min_size=min_size,

@@ -183,6 +183,7 @@ class Worker:
             min_size=2,
             max_size=self.config.concurrency + 3,
             durable_commits=self.config.durable_commits,
+            key_lookups=True,
             application_name="tasker-worker",
         )
         await self._pool.open()
