@@ -13,8 +13,10 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+from psycopg import sql
 
 import tasker.worker.process as worker_process
+from tasker.messaging.router import STEP_RESULTS_QUEUE, channel
 from tasker.store.db import Connection, connect
 from tasker.store.tasks import task_lock
 from tests.e2e.runtime import create, register_fixture_templates, running, wait_settled
@@ -66,6 +68,27 @@ async def test_the_worker_applies_successful_results_itself(registered: Connecti
     for step in trail:
         assert step["completed_by"] == step["ran_by"], step  # the worker completed its own step
         assert step["same_transaction"] and step["completions"] == 1 and step["audits"] == 1
+    assert await _results_sent(registered) == 0
+
+
+async def test_results_applied_by_the_worker_wake_no_orchestrator(registered: Connection, db_url: str) -> None:
+    """A store that announces nothing to the results queue sends no NOTIFY on its channel either (it used to send
+    one per step, and the orchestrator then read its empty queue). A marker NOTIFY sent after the task settled
+    arrives after any notification the run sent, so everything before it was the run's."""
+    listener = await connect(db_url)
+    try:
+        results_channel = channel(STEP_RESULTS_QUEUE)
+        await listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(results_channel)))
+        async with running(db_url, ["linear_workflow"]):
+            created = await create(registered, "linear_workflow", "mathematical_sequence", {"even_number": 6})
+            assert (await wait_settled(registered, created.task_uuid))["state"] == "complete"
+        await registered.execute("SELECT pg_notify(%s, 'marker')", [results_channel])
+        payloads = [note.payload async for note in listener.notifies(timeout=30, stop_after=1)]
+        while payloads[-1] != "marker":
+            payloads += [note.payload async for note in listener.notifies(timeout=30, stop_after=1)]
+    finally:
+        await listener.close()
+    assert payloads == ["marker"]
     assert await _results_sent(registered) == 0
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -260,14 +261,11 @@ async def apply_stored(
         for outcome, step, new_state, delay in decided
         if step.step_uuid in won
     ]
-    enqueued: dict[str, int] = {}
-    for plan in plans:
-        if plan.enqueue:
-            queue = worker_queue(plan.namespace)
-            enqueued[queue] = enqueued.get(queue, 0) + len(plan.enqueue)
-    for held in kept:
-        enqueued[held.queue] -= 1
-    return AppliedBatch(applied, {queue: n for queue, n in enqueued.items() if n}, kept)
+    claimed_here = {step.step_uuid for step in kept}
+    sent = Counter(
+        worker_queue(plan.namespace) for plan in plans for step, _ in plan.enqueue if step not in claimed_here
+    )
+    return AppliedBatch(applied, dict(sent), kept)
 
 
 async def dead_letter_result(

@@ -17,13 +17,14 @@ from tasker.messaging.router import TASK_REQUESTS_QUEUE, worker_queue
 from tasker.messaging.transport import Message, Transport
 from tasker.model.identity import check_json_limits, identity_hash
 from tasker.model.ids import uuid7
-from tasker.model.machines import TaskEvent, task_path
+from tasker.model.machines import TaskEvent
 from tasker.model.requests import TaskRequest, validate_context
 from tasker.model.states import StepState, TaskState
 from tasker.model.template import TaskTemplate
 from tasker.store.db import Connection
 from tasker.store.tasks import NewStep, NewTask, TaskStart, task_create, task_find_by_identity
 from tasker.store.templates import template_get
+from tasker.store.transitions import TaskChange
 from tasker.telemetry import STEPS_ENQUEUED, TASKS_REQUESTED, task_span
 
 log = logging.getLogger("tasker.task_requests")
@@ -148,12 +149,8 @@ async def _create_started(
     """Write the task already started (its route to ``plan.goal`` and its root steps enqueued, the rows the
     orchestration code would write under the task's lock a statement later: nobody else can see the task yet), then
     send the root steps' messages."""
-    transitions = {**metadata, "correlation_id": task.correlation_id}
-    route = [
-        (str(state), str(event)) for state, event in zip(task_path(plan.state, plan.events), plan.events, strict=True)
-    ]
-    start = TaskStart(route=route, enqueued=[step for step, _ in plan.enqueue], metadata=transitions)
-    await task_create(conn, task, start)
+    move = TaskChange(task.task_uuid, plan.state, plan.events, {**metadata, "correlation_id": task.correlation_id})
+    await task_create(conn, task, TaskStart(move, [step for step, _ in plan.enqueue]))
     await transport.send_many(
         conn,
         worker_queue(plan.namespace),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -49,13 +48,12 @@ class NewTask:
 
 @dataclass(frozen=True)
 class TaskStart:
-    """How a new task starts, written with it (``task_create``): the task's route out of ``pending`` (hops of
-    state and event, as the state machine gives them), the root steps it enqueues, and the metadata of those
-    transitions (the same rows the transition functions would write in a later statement)."""
+    """How a new task starts, written with it (``task_create``): the task's move out of ``pending`` and the root
+    steps it enqueues, with the move's metadata on their ``enqueued`` rows too; the same rows the transition
+    functions would write in a later statement (``move`` is encoded as they encode it)."""
 
-    route: list[tuple[str, str]]
+    move: TaskChange
     enqueued: list[UUID]
-    metadata: dict[str, Any]
 
 
 def _first_transition_metadata(task: NewTask) -> dict[str, Any]:
@@ -66,10 +64,11 @@ def _first_transition_metadata(task: NewTask) -> dict[str, Any]:
 
 
 def _create_params(task: NewTask, start: TaskStart | None) -> dict[str, Any]:
+    move = task_change_params([start.move]) if start else {"paths": [Jsonb([])], "metadata": [Jsonb({})]}
     return {
-        "task_route": Jsonb([{"state": state, "event": event} for state, event in start.route] if start else []),
+        "task_route": move["paths"][0],
         "enqueued": list(start.enqueued) if start else [],
-        "start_metadata": Jsonb(json.loads(json.dumps(start.metadata, default=str)) if start else {}),
+        "start_metadata": move["metadata"][0],
         "task_uuid": task.task_uuid,
         "named_task_uuid": task.named_task_uuid,
         "initiator": task.initiator,
