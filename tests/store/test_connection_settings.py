@@ -1,15 +1,27 @@
 """What every connection runs with, and what the engine's hot-path pools add: plans that stay cheap whatever the
-planner statistics say (no JIT anywhere; no sequential scans where every statement finds rows by key)."""
+planner statistics say (no JIT anywhere; only index lookups in nested loops where every statement finds rows by
+key)."""
 
 from __future__ import annotations
 
 from uuid import uuid4
 
+from psycopg import sql
+
 from tasker.store.db import Connection, connect, create_pool
 
 
 async def _settings(conn: Connection) -> dict[str, str]:
-    names = ("jit", "enable_seqscan", "synchronous_commit", "plan_cache_mode", "TimeZone")
+    names = (
+        "jit",
+        "enable_seqscan",
+        "enable_hashjoin",
+        "enable_mergejoin",
+        "enable_bitmapscan",
+        "synchronous_commit",
+        "plan_cache_mode",
+        "TimeZone",
+    )
     rows = [(await (await conn.execute(f"SHOW {name}")).fetchone()) or {} for name in names]
     return {name: str(next(iter(row.values()), "")) for name, row in zip(names, rows, strict=True)}
 
@@ -35,5 +47,29 @@ async def test_the_engine_pools_price_out_sequential_scans_and_commit_asynchrono
             ).fetchall()
     finally:
         await pool.close()
-    assert settings["jit"] == "off" and settings["enable_seqscan"] == "off" and settings["synchronous_commit"] == "off"
+    assert settings["jit"] == "off" and settings["synchronous_commit"] == "off"
+    priced_out = ("enable_seqscan", "enable_hashjoin", "enable_mergejoin", "enable_bitmapscan")
+    assert [settings[name] for name in priced_out] == ["off"] * 4
     assert "Seq Scan" not in " ".join(row["QUERY PLAN"] for row in plan)  # an empty table: a seq scan otherwise
+
+
+async def test_the_engine_pools_plan_the_handler_context_as_key_lookups_on_a_young_database(db_url: str) -> None:
+    """The view every claim reads (dependency results included), planned generically as the pools plan it: on
+    tables that have never been analysed the planner otherwise merge-joins every step of every task (seen on a
+    fresh database), whose cost then grows with the tables."""
+    pool = create_pool(db_url, min_size=1, max_size=1, durable_commits=False, key_lookups=True)
+    await pool.open(wait=True)
+    try:
+        async with pool.connection() as conn:
+            await conn.execute(
+                "PREPARE context_probe(uuid[]) AS"
+                " SELECT * FROM tasker_ext.step_handler_context WHERE workflow_step_uuid = ANY ($1)"
+            )
+            probe = sql.SQL("EXPLAIN EXECUTE context_probe({})").format(sql.Literal([uuid4()]))
+            rows = await (await conn.execute(probe)).fetchall()
+            await conn.execute("DEALLOCATE context_probe")
+    finally:
+        await pool.close()
+    plan = " ".join(row["QUERY PLAN"] for row in rows)
+    for node in ("Seq Scan", "Hash Join", "Merge Join", "Bitmap"):
+        assert node not in plan, plan

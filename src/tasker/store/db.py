@@ -28,6 +28,8 @@ Pending: TypeAlias = Callable[[], Awaitable[T]]
 # function: 2 ms of work behind 260 ms of JIT). Generic plans: see the statements' comments (planning a statement
 # this size costs more than running it).
 CONNECT_OPTIONS = "-c TimeZone=UTC -c plan_cache_mode=force_generic_plan -c jit=off"
+# The engine's hot-path pools: only nested loops over index lookups (see create_pool).
+KEY_LOOKUP_OPTIONS = " -c enable_seqscan=off -c enable_hashjoin=off -c enable_mergejoin=off -c enable_bitmapscan=off"
 
 
 def _unavailable(exc: psycopg.Error, url: str) -> DatabaseUnavailableError:
@@ -65,11 +67,14 @@ def create_pool(
     once anyway. Anything acknowledged to a caller (task creation, operator actions) keeps durable commits.
     ``application_name`` shows in ``pg_stat_activity`` which kind of process a connection belongs to.
 
-    ``key_lookups=True`` is for the engine's hot path (workers, orchestrators), whose statements all find rows by
-    key: sequential scans are priced out (``enable_seqscan=off``), so a generic plan made while the tables were
-    tiny (a fresh database, or statistics that autovacuum never refreshed) does not scan whole tables once they have
-    grown. Without it, on a server with autovacuum off, a worker's readiness statement went from 1 ms to over 300
-    ms within a minute of a fresh start (``bench/peers.py``'s closed loop fell from 380 to 60 steps/s).
+    ``key_lookups=True`` is for the engine's hot path (workers, orchestrators), whose statements all find a few
+    rows by key: sequential scans, hash and merge joins and bitmap scans are priced out (``KEY_LOOKUP_OPTIONS``),
+    so the planner can only pick nested loops over index lookups. A generic plan made while the tables were tiny
+    (a fresh database, or statistics that autovacuum never refreshed) otherwise keeps scanning whole tables or
+    indexes once they have grown: with autovacuum off, a worker's readiness statement went from 1 ms to over 300
+    ms within a minute of a fresh start with sequential scans allowed; with only those priced out, the handler
+    context's dependency results still merge-joined every step of every task, and the latency of a 4-step chain
+    doubled over 800 tasks (``bench/runtime.py --latency-tasks 800``: p50 65 ms against 25 ms without any).
 
     Every connection is checked as it leaves the pool (:func:`check_pooled`): after a database restart or a killed
     backend the idle connections are all dead, and without the check each would fail one caller's statement (a
@@ -81,7 +86,7 @@ def create_pool(
         raise ConfigurationError(f"database URL: {exc}") from None
     options = CONNECT_OPTIONS if durable_commits else f"{CONNECT_OPTIONS} -c synchronous_commit=off"
     if key_lookups:
-        options += " -c enable_seqscan=off"
+        options += KEY_LOOKUP_OPTIONS
     return AsyncConnectionPool(
         url,
         min_size=min_size,
