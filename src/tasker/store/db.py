@@ -9,8 +9,10 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeAlias, TypeVar
 
 import psycopg
+from psycopg.adapt import AdaptersMap
 from psycopg.pq import ConnStatus
 from psycopg.rows import dict_row
+from psycopg.types.array import ListBinaryDumper
 from psycopg_pool import AsyncConnectionPool
 
 from tasker.config import check_database_url, redact_secrets
@@ -31,6 +33,12 @@ CONNECT_OPTIONS = "-c TimeZone=UTC -c plan_cache_mode=force_generic_plan -c jit=
 # The engine's hot-path pools: only nested loops over index lookups (see create_pool).
 KEY_LOOKUP_OPTIONS = " -c enable_seqscan=off -c enable_hashjoin=off -c enable_mergejoin=off -c enable_bitmapscan=off"
 
+# Python lists go out as binary arrays: the engine sends its batches as arrays (one per column of a batch of
+# changes), and the text form quotes and escapes every element with a regular expression (a batch of 64 result
+# changes: 4.3 ms to dump in text, 1.6 ms in binary).
+ADAPTERS = AdaptersMap(psycopg.adapters)
+ADAPTERS.register_dumper(list, ListBinaryDumper)
+
 
 def _unavailable(exc: psycopg.Error, url: str) -> DatabaseUnavailableError:
     """The error to raise instead of ``exc``: libpq may quote the URL, so its password is taken out of the text.
@@ -44,7 +52,12 @@ async def connect(url: str, *, application_name: str = "tasker") -> Connection:
     """One autocommit connection returning rows as dicts."""
     try:
         return await psycopg.AsyncConnection.connect(
-            url, autocommit=True, row_factory=dict_row, options=CONNECT_OPTIONS, application_name=application_name
+            url,
+            autocommit=True,
+            row_factory=dict_row,
+            options=CONNECT_OPTIONS,
+            application_name=application_name,
+            context=ADAPTERS,
         )
     except (psycopg.OperationalError, psycopg.ProgrammingError) as exc:  # unreachable, or a malformed URL
         raise _unavailable(exc, url) from None
@@ -99,6 +112,7 @@ def create_pool(
             "row_factory": dict_row,
             "options": options,
             "application_name": application_name,
+            "context": ADAPTERS,
         },
     )
 
