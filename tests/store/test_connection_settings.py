@@ -7,6 +7,8 @@ from __future__ import annotations
 from uuid import uuid4
 
 from psycopg import sql
+from psycopg.adapt import PyFormat
+from psycopg.types.array import ListBinaryDumper
 
 from tasker.store.db import Connection, connect, create_pool
 
@@ -73,3 +75,19 @@ async def test_the_engine_pools_plan_the_handler_context_as_key_lookups_on_a_you
     plan = " ".join(row["QUERY PLAN"] for row in rows)
     for node in ("Seq Scan", "Hash Join", "Merge Join", "Bitmap"):
         assert node not in plan, plan
+
+
+async def test_lists_go_out_as_binary_arrays_on_plain_and_pooled_connections(db_url: str) -> None:
+    """The engine's batches are columns of arrays; the text form escapes every element with a regex."""
+    conn = await connect(db_url)
+    pool = create_pool(db_url, min_size=1, max_size=1, key_lookups=True)
+    await pool.open(wait=True)
+    try:
+        async with pool.connection() as pooled:
+            for c in (conn, pooled):
+                assert c.adapters.get_dumper(list, PyFormat.AUTO) is ListBinaryDumper
+                cursor = await c.execute("SELECT %s::uuid[] AS ids, %s::text[] AS words", [[uuid4()], ['a "b"']])
+                assert (await cursor.fetchone() or {}).get("words") == ['a "b"']
+    finally:
+        await pool.close()
+        await conn.close()
