@@ -55,8 +55,8 @@ class PgmqTransport:
             await self.ensure_queue(conn, queue)  # a query the first time only
             # no fetch: in pipeline mode the send rides along with the caller's other statements
             await conn.execute(
-                Q["queue_send_many"],
-                {"queue": queue, "channel": channel(queue), "messages": [Jsonb(b) for b in bodies]},
+                self._on_table("queue_send_many", queue),
+                {"channel": channel(queue), "messages": [Jsonb(b) for b in bodies]},
             )
 
     async def receive(
