@@ -21,7 +21,7 @@ from typing import Any
 from uuid import UUID
 
 from opentelemetry import trace
-from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, TraceFlags
+from opentelemetry.trace import INVALID_SPAN, NonRecordingSpan, ProxyTracerProvider, Span, SpanContext, TraceFlags
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 MS_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000)
@@ -90,9 +90,18 @@ def _task_context(correlation_id: UUID) -> Any:
     return trace.set_span_in_context(NonRecordingSpan(parent))
 
 
+def _tracing_off() -> bool:
+    """No tracer provider is installed: spans would go to OpenTelemetry's no-op tracer."""
+    return isinstance(trace.get_tracer_provider(), ProxyTracerProvider)
+
+
 @contextmanager
 def task_span(name: str, correlation_id: UUID | str, **attributes: Any) -> Iterator[Span]:
-    """A span in the trace of the task with this correlation id; attributes with None values are left out."""
+    """A span in the trace of the task with this correlation id; attributes with None values are left out. With no
+    tracer provider installed (tracing off, the default) nothing is built: this runs several times per step."""
+    if _tracing_off():
+        yield INVALID_SPAN
+        return
     cid = correlation_id if isinstance(correlation_id, UUID) else UUID(str(correlation_id))
     attrs = {f"tasker.{k}": str(v) for k, v in attributes.items() if v is not None}
     attrs["tasker.correlation_id"] = str(cid)
@@ -136,6 +145,8 @@ def configure_logging(level: str, fmt: str = "text") -> None:
 
 def record_task_span(name: str, correlation_id: UUID | str, start_ns: int, end_ns: int, **attributes: Any) -> None:
     """A finished span in a task's trace, for work done in a batch (one span per task, same start and end)."""
+    if _tracing_off():
+        return
     cid = correlation_id if isinstance(correlation_id, UUID) else UUID(str(correlation_id))
     attrs = {f"tasker.{k}": str(v) for k, v in attributes.items() if v is not None}
     attrs["tasker.correlation_id"] = str(cid)
