@@ -120,7 +120,7 @@ async def create_task(
             steps=len(task.steps),
             enqueued=len(roots),
         ):
-            # pipelined: BEGIN, the create and the send go out together, and COMMIT follows the create's answer
+            # pipelined: BEGIN goes out with the create; the send and COMMIT follow the create's answer
             async with conn.pipeline(), conn.transaction():
                 if roots:
                     await _create_started(conn, transport, task, plan, metadata)

@@ -87,7 +87,8 @@ def create_pool(
     indexes once they have grown: with autovacuum off, a worker's readiness statement went from 1 ms to over 300
     ms within a minute of a fresh start with sequential scans allowed; with only those priced out, the handler
     context's dependency results still merge-joined every step of every task, and the latency of a 4-step chain
-    doubled over 800 tasks (``bench/runtime.py --latency-tasks 800``: p50 65 ms against 25 ms without any).
+    doubled over 800 tasks (``bench/runtime.py --latency-tasks 800``: p50 65 ms, and 25-36 ms with all four
+    priced out).
 
     Every connection is checked as it leaves the pool (:func:`check_pooled`): after a database restart or a killed
     backend the idle connections are all dead, and without the check each would fail one caller's statement (a
