@@ -95,6 +95,14 @@ def _tracing_off() -> bool:
     return isinstance(trace.get_tracer_provider(), ProxyTracerProvider)
 
 
+def _span_identity(correlation_id: UUID | str, attributes: dict[str, Any]) -> tuple[UUID, dict[str, str]]:
+    """The task's correlation id and the span's attributes (None values left out, the correlation id added)."""
+    cid = correlation_id if isinstance(correlation_id, UUID) else UUID(str(correlation_id))
+    attrs = {f"tasker.{k}": str(v) for k, v in attributes.items() if v is not None}
+    attrs["tasker.correlation_id"] = str(cid)
+    return cid, attrs
+
+
 @contextmanager
 def task_span(name: str, correlation_id: UUID | str, **attributes: Any) -> Iterator[Span]:
     """A span in the trace of the task with this correlation id; attributes with None values are left out. With no
@@ -102,9 +110,7 @@ def task_span(name: str, correlation_id: UUID | str, **attributes: Any) -> Itera
     if _tracing_off():
         yield INVALID_SPAN
         return
-    cid = correlation_id if isinstance(correlation_id, UUID) else UUID(str(correlation_id))
-    attrs = {f"tasker.{k}": str(v) for k, v in attributes.items() if v is not None}
-    attrs["tasker.correlation_id"] = str(cid)
+    cid, attrs = _span_identity(correlation_id, attributes)
     tracer = trace.get_tracer(_TRACER_NAME)
     with tracer.start_as_current_span(name, context=_task_context(cid), attributes=attrs) as span:
         yield span
@@ -147,9 +153,7 @@ def record_task_span(name: str, correlation_id: UUID | str, start_ns: int, end_n
     """A finished span in a task's trace, for work done in a batch (one span per task, same start and end)."""
     if _tracing_off():
         return
-    cid = correlation_id if isinstance(correlation_id, UUID) else UUID(str(correlation_id))
-    attrs = {f"tasker.{k}": str(v) for k, v in attributes.items() if v is not None}
-    attrs["tasker.correlation_id"] = str(cid)
+    cid, attrs = _span_identity(correlation_id, attributes)
     span = trace.get_tracer(_TRACER_NAME).start_span(
         name, context=_task_context(cid), attributes=attrs, start_time=start_ns
     )
