@@ -109,6 +109,18 @@ def step_change(
     return None
 
 
+def completion_of(step_uuid: UUID, metadata: dict[str, Any]) -> StepChange:
+    """How a stored success completes its step when there is nothing to decide (a standard step): the change a
+    worker's result store may apply itself (``Transport.store_results``), the same ``step_change`` makes."""
+    return StepChange(step_uuid, StepState.ENQUEUED_FOR_ORCHESTRATION, [StepEvent.COMPLETE], metadata)
+
+
+def completes_when_stored(template: TaskTemplate, template_step_name: str) -> bool:
+    """Whether a success of this step completes it with nothing to decide: a standard step (a decision or batchable
+    step's outcome is checked, and grows the DAG, in ``apply_stored``)."""
+    return not dynamic.may_grow({"template_step_name": template_step_name}, template)
+
+
 async def _record_blocked(
     conn: Connection, plans: Sequence[TaskPlan], readiness: dict[UUID, list[dict[str, Any]]], processor_uuid: UUID
 ) -> None:
@@ -202,6 +214,8 @@ async def apply_stored(
     ack_ids: Sequence[int] = (),
     outcomes: Pending[list[dict[str, Any]]] | None = None,
     keep: KeepHere | None = None,
+    completed: frozenset[UUID] = frozenset(),
+    readiness: Pending[dict[UUID, list[dict[str, Any]]]] | None = None,
 ) -> AppliedBatch:
     """Finish steps whose results are stored and move their tasks on: complete or retry or fail each step, grow
     the DAG, enqueue what became ready, move the tasks, acknowledge ``ack_ids`` on the results queue.
@@ -211,6 +225,9 @@ async def apply_stored(
     both apply results with the same code and the same guarantees. ``outcomes``: the steps' outcome rows
     (``step_outcome_many``), already sent after the locks were taken, when the caller pipelined them. ``keep``:
     steps made ready that the caller claims in this transaction (a worker's continuation), returned in ``kept``.
+    ``completed``: steps the caller's result store completed already (a standard step's success,
+    ``completion_of``); they are planned for, not changed again. ``readiness``: the tasks' readiness, sent after
+    that store, used when nothing else here changes a step (otherwise it is read again after the changes).
 
     Statements that do not need each other's answers are sent together, so in pipeline mode this costs two round
     trips (outcomes; transitions with readiness) and the advance, whose answer is not read (its error raises when
@@ -223,24 +240,39 @@ async def apply_stored(
     grows = False
     for outcome in rows:
         template = await templates.get(conn, outcome["named_task_uuid"])
-        finished = step_change(outcome, template, {**metadata, "correlation_id": outcome["correlation_id"]})
+        step_metadata = {**metadata, "correlation_id": outcome["correlation_id"]}
+        if outcome["workflow_step_uuid"] in completed:
+            finished: tuple[StepChange, StepState, float | None] | None = (
+                completion_of(outcome["workflow_step_uuid"], step_metadata),
+                StepState.COMPLETE,
+                None,
+            )
+        else:
+            finished = step_change(outcome, template, step_metadata)
         if finished is not None:
             decided.append((outcome, *finished))
             namespaces[outcome["task_uuid"]] = template.namespace_name
             grows |= finished[1] is StepState.COMPLETE and dynamic.may_grow(outcome, template)
-    sent_won = await step_transition_many_send(conn, [change for _, change, _, _ in decided])
-    sent_readiness = None if grows else await step_readiness_many_send(conn, list(namespaces))
-    won = await sent_won()
+    changes = [change for _, change, _, _ in decided if change.step_uuid not in completed]
+    sent_won = await step_transition_many_send(conn, changes)
+    if readiness is not None and not changes and not grows:
+        sent_readiness: Pending[dict[UUID, list[dict[str, Any]]]] | None = readiness
+    else:
+        sent_readiness = None if grows else await step_readiness_many_send(conn, list(namespaces))
+    won = set(await sent_won()) | set(completed)
     for outcome, step, new_state, _ in decided:
         if step.step_uuid in won and new_state is StepState.COMPLETE:
             await dynamic.after_step_completed(conn, outcome, await templates.get(conn, outcome["named_task_uuid"]))
-    readiness = await (sent_readiness or await step_readiness_many_send(conn, list(namespaces)))()
-    isolated = await dynamic.isolated_steps(conn, [row for rows in readiness.values() for row in rows])
+    found = await (sent_readiness or await step_readiness_many_send(conn, list(namespaces)))()
+    if not found.keys() >= namespaces.keys():  # the readiness sent ahead was for other tasks
+        found = await (await step_readiness_many_send(conn, list(namespaces)))()
+    readiness_of = {task: found[task] for task in namespaces}
+    isolated = await dynamic.isolated_steps(conn, [row for rows in readiness_of.values() for row in rows])
     states = {o["task_uuid"]: TaskState(o["task_state"]) for o in rows}
     correlations = {o["task_uuid"]: o["correlation_id"] for o in rows}
     plans = [
         plan
-        for task_uuid, task_rows in readiness.items()
+        for task_uuid, task_rows in readiness_of.items()
         if (
             plan := plan_task(
                 task_uuid=task_uuid,
@@ -254,7 +286,7 @@ async def apply_stored(
         is not None
     ]
     kept = await apply_plans(conn, transport, plans, metadata, ack_queue=STEP_RESULTS_QUEUE, ack_ids=ack_ids, keep=keep)
-    await _record_blocked(conn, plans, readiness, processor_uuid)
+    await _record_blocked(conn, plans, readiness_of, processor_uuid)
     goals = {plan.task_uuid: plan.goal for plan in plans}
     applied = [
         Applied(step.step_uuid, new_state, goals.get(outcome["task_uuid"]), delay)

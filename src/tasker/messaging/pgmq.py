@@ -151,7 +151,9 @@ class PgmqTransport:
         *,
         results_queue: str,
         lock_tasks: Sequence[UUID | None] = (),
+        completions: Sequence[StepChange | None] = (),
     ) -> Pending[StoredResults]:
+        """One statement: the store, the announcements, the acknowledgements and the completions."""
         return await step_result_store_many(
             conn,
             results,
@@ -159,4 +161,5 @@ class PgmqTransport:
             results_queue=results_queue,
             results_channel=channel(results_queue),
             lock_tasks=lock_tasks,
+            completions=completions,
         )

@@ -460,10 +460,11 @@ class RabbitMqTransport:
         *,
         results_queue: str,
         lock_tasks: Sequence[UUID | None] = (),
+        completions: Sequence[StepChange | None] = (),
     ) -> Pending[StoredResults]:
         """Store fenced results with outbox rows (sent now); reading the answer acks, after commit, the step
         deliveries of the results that won. A result that lost is not acked: its delivery belongs to whoever holds
-        the step now."""
+        the step now. ``completions`` are left to the caller (this store completes nothing)."""
         await self._ensure_sender()
         sent = await outbox_step_result_store_many(
             conn, results, results_queue=results_queue, channel=OUTBOX_CHANNEL, lock_tasks=lock_tasks

@@ -97,12 +97,14 @@ class Transport(Protocol):
         *,
         results_queue: str,
         lock_tasks: Sequence[UUID | None] = (),
+        completions: Sequence[StepChange | None] = (),
     ) -> Pending[StoredResults]:
         """A worker's results (sent now, read by awaiting the answer): store them, announce them on
         ``results_queue``, acknowledge their step messages;
         a lost compare-and-swap is neither announced nor acked. ``lock_tasks`` (one per result, or None) names tasks
         to lock if free (the fast path): their results are stored but not announced, the caller applies them in
-        its open transaction."""
+        its open transaction. ``completions`` (one per result, or None): the completion a transport may apply with
+        the store to a result stored for the caller (``StoredResults.completed``); the caller applies the others."""
         ...
 
 

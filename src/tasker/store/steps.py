@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
@@ -120,6 +120,7 @@ class HeldMessage:
 class StoredResults:
     stored: set[UUID]  # steps whose results were stored
     here: set[UUID]  # of those, the steps whose task this transaction locked: announced to no one, apply them here
+    completed: set[UUID] = field(default_factory=set)  # of those, the steps the store completed as well
 
 
 async def step_result_store_many(
@@ -130,13 +131,16 @@ async def step_result_store_many(
     results_queue: str,
     results_channel: str,
     lock_tasks: Sequence[UUID | None] = (),
+    completions: Sequence[StepChange | None] = (),
 ) -> Pending[StoredResults]:
     """Store results, announce them on ``results_queue`` and delete their step messages, in one statement (sent
     now, read by awaiting the answer: see ``store.db.Pending``).
 
     ``held`` lists the messages in the same order as ``results``. ``lock_tasks`` (same order; None for a result
     that must go to an orchestrator) names tasks to lock if free: those results are stored but not announced, and
-    the caller, in the same open transaction, applies them itself."""
+    the caller, in the same open transaction, applies them itself. ``completions`` (same order; None for none): the
+    change (``enqueued_for_orchestration → complete``) that finishes a result's step once it is stored here, applied
+    by the same statement when the task was locked and has not ended (``StoredResults.completed``)."""
     if not results:
         return nothing_stored
     params = result_store_params(results, lock_tasks)
@@ -144,7 +148,29 @@ async def step_result_store_many(
     params["msg_ids"] = [h.msg_id for h in held]
     params["results_queue"] = results_queue
     params["results_channel"] = results_channel
+    params |= completion_params(list(completions) or [None] * len(results))
     return stored_results_of(await conn.execute(Q["step_result_store_many"], params))
+
+
+def completion_params(completions: Sequence[StepChange | None]) -> dict[str, Any]:
+    """The completions of ``step_result_store_many``: a flag and the metadata per result, and the path and effects
+    they share (all go ``enqueued_for_orchestration → complete``), from the code every transition uses."""
+    chosen = [change for change in completions if change is not None]
+    if any(change.from_state is not StepState.ENQUEUED_FOR_ORCHESTRATION for change in chosen) or any(
+        change.events != [StepEvent.COMPLETE] for change in chosen
+    ):
+        raise ValueError("a stored result can only be completed from enqueued_for_orchestration")
+    shared = step_change_params(chosen[:1])
+    metadata = iter(step_change_params(chosen)["metadata"])
+    return {
+        "complete": [change is not None for change in completions],
+        "complete_metadata": [None if change is None else next(metadata) for change in completions],
+        "complete_path": shared["paths"][0] if chosen else None,
+        "complete_effects": [shared[name][0] for name in COMPLETION_EFFECTS] if chosen else None,
+    }
+
+
+COMPLETION_EFFECTS = ("in_process", "processed", "stamp_processed_at", "count_attempt", "reset_attempts")
 
 
 def result_store_params(results: Sequence[StepChange], lock_tasks: Sequence[UUID | None]) -> dict[str, Any]:
@@ -157,12 +183,15 @@ def result_store_params(results: Sequence[StepChange], lock_tasks: Sequence[UUID
 
 
 def stored_results_of(cursor: AsyncCursor[dict[str, Any]]) -> Pending[StoredResults]:
-    """The answer of a result store statement (rows of ``workflow_step_uuid`` and ``here``), read when awaited."""
+    """The answer of a result store statement (rows of ``workflow_step_uuid``, ``here`` and, from the PGMQ
+    store, ``completed``), read when awaited."""
 
     async def read() -> StoredResults:
         rows = await cursor.fetchall()
         return StoredResults(
-            {row["workflow_step_uuid"] for row in rows}, {row["workflow_step_uuid"] for row in rows if row["here"]}
+            {row["workflow_step_uuid"] for row in rows},
+            {row["workflow_step_uuid"] for row in rows if row["here"]},
+            {row["workflow_step_uuid"] for row in rows if row.get("completed")},
         )
 
     return read

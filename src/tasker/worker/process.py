@@ -32,7 +32,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from tasker.config import load_settings
 from tasker.engine.finalizer import KeepHere, KeptStep
-from tasker.engine.results import AppliedBatch, apply_stored
+from tasker.engine.results import AppliedBatch, apply_stored, completes_when_stored, completion_of
 from tasker.messaging.factory import make_transport
 from tasker.messaging.router import STEP_RESULTS_QUEUE, TASK_CANCELLED_CHANNEL, worker_queue
 from tasker.messaging.transport import ClaimingTransport, Message, Transport
@@ -53,6 +53,7 @@ from tasker.store.steps import (
     step_claim_many,
     step_claim_view_many,
     step_outcome_many_send,
+    step_readiness_many_send,
     step_result_late_record_many,
 )
 from tasker.store.template_cache import TemplateCache
@@ -726,9 +727,12 @@ class Worker:
             return (
                 await (await self.transport.store_results(conn, changes, held, results_queue=STEP_RESULTS_QUEUE))()
             ).stored
+        completions = [
+            self._completion(claim) if task else None for (_, claim, _), task in zip(finished, lock_tasks, strict=True)
+        ]
         started = time.time_ns()
         try:
-            stored, batch = await self._store_and_apply_here(conn, changes, held, lock_tasks, following)
+            stored, batch = await self._store_and_apply_here(conn, changes, held, lock_tasks, completions, following)
         except psycopg.OperationalError:
             raise
         except Exception:
@@ -747,18 +751,23 @@ class Worker:
         changes: list[StepChange],
         held: list[HeldMessage],
         lock_tasks: list[UUID | None],
+        completions: list[StepChange | None],
         following: NextClaims,
     ) -> tuple[set[UUID], AppliedBatch | None]:
-        """The fast path in one pipelined transaction: the store (taking the free task locks) and the outcome read
-        go out together, then ``apply_stored`` for the results whose task we locked; the outcomes are read in a
-        statement after the lock, so they see every commit made before it. Steps this made ready in our own
-        queues are claimed in the same transaction while we have free slots (``_keep_here``, ``_claim_kept``)."""
+        """The fast path in one pipelined transaction: the store (taking the free task locks, and completing the
+        standard steps' successes among the results whose task it locked), the outcome read and the readiness of
+        the tasks it may have completed steps of go out together; then ``apply_stored`` for the results whose task
+        we locked, which for standard steps only has to plan. The outcomes and the readiness are read in statements
+        after the lock, so they see every commit made before it. Steps this made ready in our own queues are
+        claimed in the same transaction while we have free slots (``_keep_here``, ``_claim_kept``)."""
         async with conn.pipeline(), conn.transaction():
             sent_store = await self.transport.store_results(
-                conn, changes, held, results_queue=STEP_RESULTS_QUEUE, lock_tasks=lock_tasks
+                conn, changes, held, results_queue=STEP_RESULTS_QUEUE, lock_tasks=lock_tasks, completions=completions
             )
             succeeded = [change.step_uuid for change, task in zip(changes, lock_tasks, strict=True) if task]
             sent_outcomes = await step_outcome_many_send(conn, succeeded)
+            completing = {task for task, completion in zip(lock_tasks, completions, strict=True) if completion and task}
+            sent_readiness = await step_readiness_many_send(conn, list(completing)) if completing else None
             result = await sent_store()
             if not result.here:
                 return result.stored, None
@@ -775,9 +784,22 @@ class Worker:
                 processor_uuid=self.worker_uuid,
                 outcomes=outcomes_here,
                 keep=keep,
+                completed=frozenset(result.completed & result.here),
+                readiness=sent_readiness,
             )
             await self._claim_kept(conn, batch.kept, following)
         return result.stored, batch
+
+    def _completion(self, claim: Claim) -> StepChange | None:
+        """The completion the store may apply to this success (``engine.results.completes_when_stored``): a
+        standard step's, with the metadata an orchestrator's completion records."""
+        row = claim.row
+        template = self._known_templates.get(row["named_task_uuid"])
+        if template is None or not completes_when_stored(template, row["template_step_name"]):
+            return None
+        return completion_of(
+            claim.step_uuid, {"processor_uuid": self.worker_uuid, "correlation_id": row["correlation_id"]}
+        )
 
     def _keep_here(self, following: NextClaims) -> KeepHere | None:
         """Which of the steps our results make ready we claim ourselves: those of our queues while we have free

@@ -48,55 +48,24 @@ FROM claimed c
 JOIN tasker_ext.step_handler_context h ON h.workflow_step_uuid = c.workflow_step_uuid;
 
 -- name: step_result_store_many
--- A worker's results in one statement and one commit: the compare-and-swap (in_progress → enqueued_for_
--- orchestration or enqueued_as_error_for_orchestration, with the results and an audit row), one message per stored
--- result to the orchestration queue (plus its wake-up), and the deletion of the stored steps' own messages. A
--- result that loses (the step was cancelled, or taken over after its lease ran out) is neither announced nor
--- acknowledged: its message now belongs to whoever holds the step. Each result names its claim's token
--- (`expected_claim_token`), so a claim rolled back by a database crash and re-issued cannot be completed twice.
--- The fast path: the tasks in `lock_tasks` are locked here if no one else holds them (SKIP LOCKED: never waits);
--- the stored results of those tasks are not announced (`here`), the worker applies them in this transaction.
-WITH locked AS (
-    SELECT t.task_uuid FROM tasker.tasks t
-    WHERE t.task_uuid = ANY(%(lock_tasks)s::uuid[])
-    FOR NO KEY UPDATE SKIP LOCKED
-),
-stored AS (
-    SELECT * FROM tasker.step_transition_many(
-        %(step_uuids)s::uuid[], %(from_states)s::text[], %(paths)s::jsonb[], %(metadata)s::jsonb[],
-        %(expected_attempts)s::int[], %(in_process)s::bool[], %(processed)s::bool[], %(stamp_processed_at)s::bool[],
-        %(count_attempt)s::bool[], %(reset_attempts)s::bool[], %(results)s::jsonb[], %(backoff_seconds)s::int[],
-        %(audit_success)s::bool[], %(worker_uuids)s::uuid[], %(correlation_ids)s::uuid[], %(execution_ms)s::bigint[]
-    )
-),
-delivered AS (
-    SELECT s.workflow_step_uuid, s.task_uuid, m.queue, m.msg_id, m.correlation_id,
-           (m.may_lock AND s.task_uuid IN (SELECT task_uuid FROM locked)) AS here
-    FROM stored s
-    JOIN unnest(%(step_uuids)s::uuid[], %(queues)s::text[], %(msg_ids)s::bigint[], %(correlation_ids)s::uuid[],
-                %(may_lock)s::bool[])
-         AS m(step_uuid, queue, msg_id, correlation_id, may_lock) ON m.step_uuid = s.workflow_step_uuid
-),
-payload AS (
-    SELECT array_agg(jsonb_build_object('task_uuid', task_uuid, 'step_uuid', workflow_step_uuid,
-                                        'correlation_id', correlation_id)) AS bodies
-    FROM delivered
-    WHERE NOT here
-    HAVING count(*) > 0
-),
-sent AS (  -- grouped, so that a store which announces nothing (all applied here) sends no wake-up either
-    SELECT count(*) AS n, pg_notify(%(results_channel)s, '') AS notified
-    FROM payload CROSS JOIN LATERAL pgmq.send_batch(%(results_queue)s, payload.bodies)
-    GROUP BY ()
-    HAVING count(*) > 0
-),
-acked AS (
-    SELECT count(*) AS n
-    FROM (SELECT queue, array_agg(msg_id) AS ids FROM delivered GROUP BY queue) g
-    CROSS JOIN LATERAL pgmq.delete(g.queue, g.ids)
-)
-SELECT d.workflow_step_uuid, d.here, (SELECT n FROM sent) AS sent, (SELECT n FROM acked) AS acked
-FROM delivered d;
+-- A worker's results in one statement and one commit (tasker.step_result_store_many, migration 0018): the
+-- compare-and-swap (in_progress → enqueued_for_orchestration or enqueued_as_error_for_orchestration, with the
+-- results and an audit row), one message per stored result to the orchestration queue (plus its wake-up), and the
+-- deletion of the stored steps' own messages. A result that loses (the step was cancelled, or taken over after its
+-- lease ran out) is neither announced nor acknowledged: its message now belongs to whoever holds the step. Each
+-- result names its claim's token (`expected_claim_token`), so a claim rolled back by a database crash and re-issued
+-- cannot be completed twice. The fast path: the tasks in `lock_tasks` are locked here if no one else holds them
+-- (SKIP LOCKED: never waits); the stored results of those tasks are not announced (`here`), the worker applies them
+-- in this transaction, and those marked `complete` (a standard step's success) are completed here already.
+SELECT * FROM tasker.step_result_store_many(
+    %(step_uuids)s::uuid[], %(from_states)s::text[], %(paths)s::jsonb[], %(metadata)s::jsonb[],
+    %(expected_attempts)s::int[], %(in_process)s::bool[], %(processed)s::bool[], %(stamp_processed_at)s::bool[],
+    %(count_attempt)s::bool[], %(reset_attempts)s::bool[], %(results)s::jsonb[], %(backoff_seconds)s::int[],
+    %(audit_success)s::bool[], %(worker_uuids)s::uuid[], %(correlation_ids)s::uuid[], %(execution_ms)s::bigint[],
+    %(queues)s::text[], %(msg_ids)s::bigint[], %(may_lock)s::bool[], %(lock_tasks)s::uuid[],
+    %(results_queue)s::text, %(results_channel)s::text, %(complete)s::bool[], %(complete_metadata)s::jsonb[],
+    %(complete_path)s::jsonb, %(complete_effects)s::bool[]
+);
 
 -- name: task_ready_many
 -- Tasks with steps ready to run (tasker.get_next_ready_tasks, migration 0003): backoffs that passed, tasks that
