@@ -9,8 +9,19 @@ from uuid import uuid4
 from psycopg import sql
 from psycopg.adapt import PyFormat
 from psycopg.types.array import ListBinaryDumper
+from psycopg.types.json import Jsonb
 
-from tasker.store.db import Connection, connect, create_pool
+from tasker.store.db import (
+    BoolArray,
+    Connection,
+    Int4Array,
+    Int8Array,
+    JsonbArray,
+    TextArray,
+    UuidArray,
+    connect,
+    create_pool,
+)
 
 
 async def _settings(conn: Connection) -> dict[str, str]:
@@ -91,3 +102,34 @@ async def test_lists_go_out_as_binary_arrays_on_plain_and_pooled_connections(db_
     finally:
         await pool.close()
         await conn.close()
+
+
+async def test_typed_arrays_round_trip_every_element_type_with_nulls(conn: Connection) -> None:
+    """The engine's batch columns (store.db.TypedArray) are dumped by dumpers of their own, element by element:
+    what comes back is what went in, NULLs, empty arrays, non-ASCII text and the integer ranges included, and a
+    UUID given as text is sent as that UUID."""
+    step = uuid4()
+    row = await (
+        await conn.execute(
+            "SELECT %s::uuid[] AS u, %s::text[] AS t, %s::bool[] AS b, %s::int[] AS i, %s::bigint[] AS l,"
+            " %s::jsonb[] AS j, %s::uuid[] AS empty",
+            [
+                UuidArray([step, None, str(step)]),
+                TextArray(["enqueued", None, "", "é ∑ '\"{}"]),
+                BoolArray([True, None, False]),
+                Int4Array([0, -(2**31), 2**31 - 1, None]),
+                Int8Array([2**40, None, -1]),
+                JsonbArray([Jsonb({"a": [1, "x"]}), None]),
+                UuidArray(),
+            ],
+        )
+    ).fetchone()
+    assert row == {
+        "u": [step, None, step],
+        "t": ["enqueued", None, "", "é ∑ '\"{}"],
+        "b": [True, None, False],
+        "i": [0, -(2**31), 2**31 - 1, None],
+        "l": [2**40, None, -1],
+        "j": [{"a": [1, "x"]}, None],
+        "empty": [],
+    }

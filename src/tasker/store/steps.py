@@ -12,7 +12,7 @@ from psycopg.types.json import Jsonb
 
 from tasker.model.machines import StepEvent
 from tasker.model.states import StepState
-from tasker.store.db import Connection, Pending
+from tasker.store.db import BoolArray, Connection, Int8Array, JsonbArray, Pending, TextArray, UuidArray
 from tasker.store.queries import Q
 from tasker.store.transitions import StepAudit, StepChange, step_change_params
 
@@ -27,7 +27,7 @@ async def step_outcome_many(conn: Connection, step_uuids: Sequence[UUID]) -> lis
 
 async def step_outcome_many_send(conn: Connection, step_uuids: Sequence[UUID]) -> Pending[list[dict[str, Any]]]:
     """:func:`step_outcome_many`, sent now and read later (see ``store.db.Pending``)."""
-    cursor = await conn.execute(Q["step_outcome_many"], {"step_uuids": list(step_uuids)})
+    cursor = await conn.execute(Q["step_outcome_many"], {"step_uuids": UuidArray(step_uuids)})
     return cursor.fetchall
 
 
@@ -97,9 +97,9 @@ async def step_claim_kept_send(
         statement = sql.SQL(Q["step_claim_kept"]).format(queue_table=sql.Identifier(f"q_{queue}"))
         _CLAIM_KEPT[queue] = statement
     params = {
-        "step_uuids": [step for step, _, _ in kept],
-        "correlation_ids": [correlation for _, correlation, _ in kept],
-        "claim_tokens": [token for _, _, token in kept],
+        "step_uuids": UuidArray(step for step, _, _ in kept),
+        "correlation_ids": UuidArray(correlation for _, correlation, _ in kept),
+        "claim_tokens": TextArray(token for _, _, token in kept),
         "vt": visibility_seconds,
         "channel": channel,
     }
@@ -144,8 +144,8 @@ async def step_result_store_many(
     if not results:
         return nothing_stored
     params = result_store_params(results, lock_tasks)
-    params["queues"] = [h.queue for h in held]
-    params["msg_ids"] = [h.msg_id for h in held]
+    params["queues"] = TextArray(h.queue for h in held)
+    params["msg_ids"] = Int8Array(h.msg_id for h in held)
     params["results_queue"] = results_queue
     params["results_channel"] = results_channel
     params |= completion_params(list(completions) or [None] * len(results))
@@ -163,10 +163,10 @@ def completion_params(completions: Sequence[StepChange | None]) -> dict[str, Any
     shared = step_change_params(chosen[:1])
     metadata = iter(step_change_params(chosen)["metadata"])
     return {
-        "complete": [change is not None for change in completions],
-        "complete_metadata": [None if change is None else next(metadata) for change in completions],
+        "complete": BoolArray(change is not None for change in completions),
+        "complete_metadata": JsonbArray(None if change is None else next(metadata) for change in completions),
         "complete_path": shared["paths"][0] if chosen else None,
-        "complete_effects": [shared[name][0] for name in COMPLETION_EFFECTS] if chosen else None,
+        "complete_effects": BoolArray(shared[name][0] for name in COMPLETION_EFFECTS) if chosen else None,
     }
 
 
@@ -177,8 +177,8 @@ def result_store_params(results: Sequence[StepChange], lock_tasks: Sequence[UUID
     """The parameters every transport's result store shares: the fenced changes and the tasks it may lock."""
     params: dict[str, Any] = step_change_params(results)
     locks = list(lock_tasks) or [None] * len(results)
-    params["lock_tasks"] = [task for task in locks if task is not None]
-    params["may_lock"] = [task is not None for task in locks]
+    params["lock_tasks"] = UuidArray(task for task in locks if task is not None)
+    params["may_lock"] = BoolArray(task is not None for task in locks)
     return params
 
 
@@ -215,7 +215,7 @@ async def step_readiness_many_send(
     conn: Connection, task_uuids: Sequence[UUID]
 ) -> Pending[dict[UUID, list[dict[str, Any]]]]:
     """:func:`step_readiness_many`, sent now and read later (see ``store.db.Pending``)."""
-    cursor = await conn.execute(Q["step_readiness_many"], {"task_uuids": list(task_uuids)})
+    cursor = await conn.execute(Q["step_readiness_many"], {"task_uuids": UuidArray(task_uuids)})
 
     async def read() -> dict[UUID, list[dict[str, Any]]]:
         grouped: dict[UUID, list[dict[str, Any]]] = {t: [] for t in task_uuids}

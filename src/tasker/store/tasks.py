@@ -12,7 +12,7 @@ from psycopg.errors import UniqueViolation
 from psycopg.types.json import Jsonb
 
 from tasker.errors import DuplicateTaskError, NotFoundError
-from tasker.store.db import Connection
+from tasker.store.db import Connection, Int8Array, TextArray, UuidArray
 from tasker.store.queries import Q
 from tasker.store.transitions import StepChange, TaskChange, step_change_params, task_change_params
 
@@ -185,14 +185,14 @@ async def task_advance_many(
     transaction ends).
     """
     params: dict[str, Any] = step_change_params(enqueue)
-    params["delivery_step_uuids"] = [d.step_uuid for d in deliveries]
-    params["queues"] = [d.queue for d in deliveries]
-    params["channels"] = [d.channel for d in deliveries]
-    params["delivery_correlation_ids"] = [d.correlation_id for d in deliveries]
+    params["delivery_step_uuids"] = UuidArray(d.step_uuid for d in deliveries)
+    params["queues"] = TextArray(d.queue for d in deliveries)
+    params["channels"] = TextArray(d.channel for d in deliveries)
+    params["delivery_correlation_ids"] = UuidArray(d.correlation_id for d in deliveries)
     task_params = task_change_params(moves)
     params.update({f"task_{k}" if k != "task_uuids" else k: v for k, v in task_params.items()})
     params["ack_queue"] = ack_queue
-    params["ack_ids"] = list(ack_ids)
+    params["ack_ids"] = Int8Array(ack_ids)
     await conn.execute(Q["task_advance_many"], params)
 
 

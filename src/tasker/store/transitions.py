@@ -20,7 +20,17 @@ from psycopg.types.json import Jsonb
 from tasker.errors import LostRaceError
 from tasker.model.machines import StepEvent, TaskEvent, step_effects, step_path, task_path
 from tasker.model.states import StepState, TaskState
-from tasker.store.db import Connection, Pending
+from tasker.store.db import (
+    BoolArray,
+    Connection,
+    Int4Array,
+    Int8Array,
+    JsonbArray,
+    Pending,
+    TextArray,
+    TypedArray,
+    UuidArray,
+)
 from tasker.store.queries import Q
 
 
@@ -70,10 +80,10 @@ def _hops(states: Sequence[str], events: Sequence[str]) -> Jsonb:
 def task_change_params(changes: Sequence[TaskChange]) -> dict[str, Any]:
     paths = [task_path(c.from_state, c.events) for c in changes]
     return {
-        "task_uuids": [c.task_uuid for c in changes],
-        "from_states": [str(c.from_state) for c in changes],
-        "paths": [_hops(p, c.events) for p, c in zip(paths, changes, strict=True)],
-        "metadata": [Jsonb(_stringify(c.metadata)) for c in changes],
+        "task_uuids": UuidArray(c.task_uuid for c in changes),
+        "from_states": TextArray(str(c.from_state) for c in changes),
+        "paths": JsonbArray(_hops(p, c.events) for p, c in zip(paths, changes, strict=True)),
+        "metadata": JsonbArray(Jsonb(_stringify(c.metadata)) for c in changes),
     }
 
 
@@ -98,28 +108,29 @@ async def task_transition(conn: Connection, change: TaskChange) -> TaskState:
     return won[change.task_uuid]
 
 
+# The columns of a batch of step changes, each with its array type (see store.db.TypedArray).
+STEP_CHANGE_COLUMNS: dict[str, type[TypedArray]] = {
+    "step_uuids": UuidArray,
+    "from_states": TextArray,
+    "paths": JsonbArray,
+    "metadata": JsonbArray,
+    "expected_attempts": Int4Array,
+    "in_process": BoolArray,
+    "processed": BoolArray,
+    "stamp_processed_at": BoolArray,
+    "count_attempt": BoolArray,
+    "reset_attempts": BoolArray,
+    "results": JsonbArray,
+    "backoff_seconds": Int4Array,
+    "audit_success": BoolArray,
+    "worker_uuids": UuidArray,
+    "correlation_ids": UuidArray,
+    "execution_ms": Int8Array,
+}
+
+
 def step_change_params(changes: Sequence[StepChange]) -> dict[str, Any]:
-    params: dict[str, list[Any]] = {
-        name: []
-        for name in [
-            "step_uuids",
-            "from_states",
-            "paths",
-            "metadata",
-            "expected_attempts",
-            "in_process",
-            "processed",
-            "stamp_processed_at",
-            "count_attempt",
-            "reset_attempts",
-            "results",
-            "backoff_seconds",
-            "audit_success",
-            "worker_uuids",
-            "correlation_ids",
-            "execution_ms",
-        ]
-    }
+    params: dict[str, list[Any]] = {name: array() for name, array in STEP_CHANGE_COLUMNS.items()}
     for change in changes:
         path = step_path(change.from_state, change.events)
         effects = step_effects(change.events, path)
