@@ -115,12 +115,67 @@ class Settled:
         return await asyncio.wait_for(future, timeout)
 
 
+class CpuClock:
+    """CPU time spent by each kind of process while a phase runs, from ``/proc`` (Linux; PostgreSQL on the same
+    machine): the worker and orchestrator processes, the server backends of the benchmark's database (sampled at
+    the start and end of the phase: a backend that came or went in between is missed) and this process. On this
+    project's 2-core machine a chain is CPU-bound: its latency is close to the CPU its steps take, process by
+    process, one after the other."""
+
+    def __init__(self, url: str, processes: list[subprocess.Popen[bytes]], orchestrators: int) -> None:
+        self.url = url
+        self.kinds = {p.pid: "orchestrator" if i < orchestrators else "worker" for i, p in enumerate(processes)}
+        self.started: dict[str, float] = {}
+
+    @staticmethod
+    def _seconds(pid: int) -> float:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    async def _sample(self) -> dict[str, float]:
+        conn = await connect(self.url)
+        try:
+            rows = await (
+                await conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+            ).fetchall()
+        finally:
+            await conn.close()
+        totals = {"worker": 0.0, "orchestrator": 0.0, "postgres": 0.0, "benchmark": sum(os.times()[:2])}
+        for pid, kind in self.kinds.items():
+            totals[kind] += self._seconds(pid)
+        totals["postgres"] += sum(self._seconds(row["pid"]) for row in rows)
+        return totals
+
+    async def start(self) -> None:
+        self.started = await self._sample()
+
+    async def per_step_ms(self, steps: int) -> dict[str, float]:
+        ended = await self._sample()
+        return {kind: (ended[kind] - self.started[kind]) * 1000 / max(steps, 1) for kind in ended}
+
+    @staticmethod
+    def available() -> bool:
+        return Path("/proc/self/stat").exists()
+
+
+def cpu_line(cpu: dict[str, float] | None) -> str:
+    if not cpu:
+        return ""
+    parts = ", ".join(f"{kind} {ms:.2f}" for kind, ms in cpu.items())
+    return f"  CPU per step, ms: {parts} (PostgreSQL: the database's backends)"
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
-async def measure_latency(url: str, count: int, warmup: int, template: str = "bench_linear") -> dict[str, Any]:
+async def measure_latency(
+    url: str, count: int, warmup: int, template: str = "bench_linear", clock: CpuClock | None = None
+) -> dict[str, Any]:
     creator, listener = await connect(url), await connect(url)
     settled = Settled(listener)
     await settled.start()
@@ -128,6 +183,8 @@ async def measure_latency(url: str, count: int, warmup: int, template: str = "be
     totals: list[float] = []
     creates: list[float] = []
     for i in range(warmup + count):
+        if i == warmup and clock is not None:
+            await clock.start()
         request = TaskRequest(namespace="bench", name=template, context={"i": i, "run": time.time()})
         started = time.perf_counter()
         created = await create_task(creator, transport, request, env="bench")
@@ -136,9 +193,11 @@ async def measure_latency(url: str, count: int, warmup: int, template: str = "be
         if i >= warmup:
             totals.append((done_at - started) * 1000)
             creates.append((created_at - started) * 1000)
+    cpu = await clock.per_step_ms(4 * count) if clock is not None else None
     await creator.close()
     await listener.close()
     return {
+        "cpu_ms_per_step": cpu,
         "tasks": count,
         "p50_ms": percentile(totals, 50),
         "p95_ms": percentile(totals, 95),
@@ -169,10 +228,19 @@ async def create_backlog(url: str, count: int, creators: int) -> tuple[list[str]
     return uuids, rate
 
 
-async def drain_backlog(url: str, uuids: list[str]) -> dict[str, Any]:
+async def drain_backlog(url: str, uuids: list[str], clock: CpuClock | None = None) -> dict[str, Any]:
     """Wait until every task settled; the engine's time runs from the first claim to the last completion, both
-    read from the database (transaction timestamps), so process start-up is not counted."""
+    read from the database (transaction timestamps), so process start-up is not counted (nor is it in the CPU
+    figures: the clock starts at the first claim)."""
     conn = await connect(url)
+    while clock is not None:
+        claimed = await (
+            await conn.execute("SELECT 1 FROM tasker.workflow_step_transitions WHERE to_state = 'in_progress' LIMIT 1")
+        ).fetchone()
+        if claimed:
+            await clock.start()
+            break
+        await asyncio.sleep(0.01)
     remaining = set(uuids)
     while remaining:
         rows = await (
@@ -198,7 +266,14 @@ async def drain_backlog(url: str, uuids: list[str]) -> dict[str, Any]:
     ).fetchone()
     await conn.close()
     seconds = float(row["seconds"]) if row else float("nan")
-    return {"tasks": len(uuids), "steps": 4 * len(uuids), "elapsed_s": seconds, "steps_per_s": 4 * len(uuids) / seconds}
+    cpu = await clock.per_step_ms(4 * len(uuids)) if clock is not None else None
+    return {
+        "tasks": len(uuids),
+        "steps": 4 * len(uuids),
+        "elapsed_s": seconds,
+        "steps_per_s": 4 * len(uuids) / seconds,
+        "cpu_ms_per_step": cpu,
+    }
 
 
 HOP_PROFILE = """
@@ -270,7 +345,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         processes = start_services(url, args.orchestrators, args.workers, args.worker_concurrency)
         try:
             time.sleep(1.5)
-            report["latency"] = asyncio.run(measure_latency(url, args.latency_tasks, args.warmup))
+            clock = CpuClock(url, processes, args.orchestrators) if CpuClock.available() else None
+            report["latency"] = asyncio.run(measure_latency(url, args.latency_tasks, args.warmup, clock=clock))
         finally:
             stop_services(processes)
         lat = report["latency"]
@@ -279,6 +355,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"p50 {lat['p50_ms']:.1f} ms, p95 {lat['p95_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms; "
             f"task creation p50 {lat['create_p50_ms']:.2f} ms, p95 {lat['create_p95_ms']:.2f} ms"
         )
+        if lat["cpu_ms_per_step"]:
+            print(cpu_line(lat["cpu_ms_per_step"]))
         report["hops"] = asyncio.run(hop_profile(url))
         print("hop profile, median ms (from the transition rows):  enqueue→claim  claim→store  store→complete")
         for hop in report["hops"]:
@@ -290,7 +368,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         uuids, created_rate = asyncio.run(create_backlog(url, args.throughput_tasks, args.creators))
         processes = start_services(url, args.orchestrators, args.workers, args.worker_concurrency)
         try:
-            report["throughput"] = tp = asyncio.run(drain_backlog(url, uuids))
+            clock = CpuClock(url, processes, args.orchestrators) if CpuClock.available() else None
+            report["throughput"] = tp = asyncio.run(drain_backlog(url, uuids, clock))
         finally:
             stop_services(processes)
         tp["created_per_s"] = created_rate
@@ -299,6 +378,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"{tp['steps_per_s']:.0f} steps/s ({services}, worker concurrency {args.worker_concurrency}); "
             f"the backlog was created beforehand at {created_rate:.0f} tasks/s over {args.creators} connections"
         )
+        if tp["cpu_ms_per_step"]:
+            print(cpu_line(tp["cpu_ms_per_step"]))
     return report
 
 
