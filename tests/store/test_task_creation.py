@@ -262,3 +262,32 @@ async def test_unknown_template_and_oversized_context_are_refused(registered: Co
             env="test",
         )
     assert await _counts(registered) == before
+
+
+async def test_a_template_re_registered_by_another_process_is_read_again(registered: Connection) -> None:
+    """create_task builds a task from this process's last copy of its template without reading it; the create
+    statement checks the copy's digest, so after a forced re-registration (as another process would make, which
+    this process's copy knows nothing of) the task is built from the new template, and the refused first try
+    wrote nothing."""
+
+    def template(steps: str) -> Any:
+        head = "name: reread_t\nnamespace_name: reread_checks\nversion: 1.0.0\nidentity_strategy: always_unique\n"
+        return load_template_text(head + "steps:\n" + steps, "inline")
+
+    first_step = "  - name: reread_first\n    handler: { callable: tests.handlers.scenarios.Succeed }\n"
+    second_step = (
+        "  - name: reread_second\n    handler: { callable: tests.handlers.scenarios.Succeed }\n"
+        "    dependencies: [reread_first]\n"
+    )
+    await template_register(registered, template(first_step))
+    request = TaskRequest(namespace="reread_checks", name="reread_t", context={})
+    before = await create_task(registered, PgmqTransport(), request, env="test")
+    assert set(before.step_uuids) == {"reread_first"}
+    await template_register(registered, template(first_step + second_step), force=True)
+    counts = await _counts(registered)
+    after = await create_task(registered, PgmqTransport(), request, env="test")
+    assert set(after.step_uuids) == {"reread_first", "reread_second"}
+    _, edges = await _graph(registered, after.task_uuid)
+    assert edges == {("reread_first", "reread_second")}
+    tasks, steps_count, edges_count, _ = await _counts(registered)
+    assert (tasks, steps_count, edges_count) == (counts[0] + 1, counts[1] + 2, counts[2] + 1)

@@ -22,8 +22,15 @@ from tasker.model.requests import TaskRequest, validate_context
 from tasker.model.states import StepState, TaskState
 from tasker.model.template import TaskTemplate
 from tasker.store.db import Connection
-from tasker.store.tasks import NewStep, NewTask, TaskStart, task_create, task_find_by_identity
-from tasker.store.templates import template_get
+from tasker.store.tasks import (
+    NewStep,
+    NewTask,
+    TaskStart,
+    TemplateChangedError,
+    task_create,
+    task_find_by_identity,
+)
+from tasker.store.templates import TemplateRef, template_get_ref
 from tasker.store.transitions import TaskChange
 from tasker.telemetry import STEPS_ENQUEUED, TASKS_REQUESTED, task_span
 
@@ -40,8 +47,9 @@ class CreatedTask:
     enqueued: list[UUID]
 
 
-def build_task(template: TaskTemplate, named_task_uuid: UUID, request: TaskRequest, identity: str) -> NewTask:
-    """Rows of a new task: the template's initial steps (reference §5.4) and the edges among them."""
+def build_task(template: TaskTemplate, ref: TemplateRef, request: TaskRequest, identity: str) -> NewTask:
+    """Rows of a new task: the template's initial steps (reference §5.4) and the edges among them, made from
+    ``template`` (``ref``'s, for the environment) and checked at creation against ``ref``'s digest."""
     names = template.initial_step_names()
     step_uuids = {name: uuid7() for name in names}
     steps = [
@@ -56,7 +64,8 @@ def build_task(template: TaskTemplate, named_task_uuid: UUID, request: TaskReque
     ]
     return NewTask(
         task_uuid=uuid7(),
-        named_task_uuid=named_task_uuid,
+        named_task_uuid=ref.named_task_uuid,
+        template_digest=ref.digest,
         identity_hash=identity,
         correlation_id=request.correlation_id or uuid7(),
         context=request.context,
@@ -73,24 +82,47 @@ def build_task(template: TaskTemplate, named_task_uuid: UUID, request: TaskReque
     )
 
 
-async def check_request(conn: Connection, request: TaskRequest, *, env: str) -> tuple[UUID, TaskTemplate]:
+async def check_request(
+    conn: Connection, request: TaskRequest, *, env: str, cached: bool = False
+) -> tuple[TemplateRef, TaskTemplate]:
     """The checks a request passes before anything is written (its template exists, its JSON is within limits,
-    its context matches the input schema); returns the template. Schedules run them when they are added, too."""
-    named_task_uuid, stored = await template_get(conn, request.namespace, request.name, request.version)
-    template = stored.for_environment(env)
+    its context matches the input schema); returns the template as read and for ``env``. Schedules run them when
+    they are added, too. ``cached``: from this process's last copy of the template (see ``create_task``)."""
+    ref = await template_get_ref(conn, request.namespace, request.name, request.version, cached=cached)
+    template = ref.template.for_environment(env)
     check_json_limits(request.context, "context")
     check_json_limits(request.tags, "tags")
     validate_context(template.input_schema, request.context, template.key)
-    return named_task_uuid, template
+    return ref, template
 
 
 async def create_task(
     conn: Connection, transport: Transport, request: TaskRequest, *, env: str, processor_uuid: UUID | None = None
 ) -> CreatedTask:
-    """Create a task and enqueue its root steps; raises a typed error, writing nothing, on bad input."""
-    named_task_uuid, template = await check_request(conn, request, env=env)
+    """Create a task and enqueue its root steps; raises a typed error, writing nothing, on bad input.
+
+    The template comes from this process's last copy, without a round trip; the create statement checks that the
+    copy is still the registered template (its digest) and writes nothing when it is not, and the task is then
+    created again from the template read anew."""
+    try:
+        return await _create_task(conn, transport, request, env=env, processor_uuid=processor_uuid, cached=True)
+    except TemplateChangedError:
+        return await _create_task(conn, transport, request, env=env, processor_uuid=processor_uuid, cached=False)
+
+
+async def _create_task(
+    conn: Connection,
+    transport: Transport,
+    request: TaskRequest,
+    *,
+    env: str,
+    processor_uuid: UUID | None,
+    cached: bool,
+) -> CreatedTask:
+    ref, template = await check_request(conn, request, env=env, cached=cached)
+    named_task_uuid = ref.named_task_uuid
     identity = identity_hash(template.identity_strategy, named_task_uuid, request.context, request.idempotency_key)
-    task = build_task(template, named_task_uuid, request, identity)
+    task = build_task(template, ref, request, identity)
     names = {s.step_uuid: s.name for s in task.steps}
     children = {child for _, child in task.edges}
     roots = [(s.step_uuid, StepState.PENDING) for s in task.steps if s.step_uuid not in children]

@@ -6,13 +6,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 from uuid import UUID
 
-from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from tasker.messaging.router import channel
 from tasker.messaging.transport import Message
 from tasker.store.db import Connection, Pending
-from tasker.store.queries import Q
+from tasker.store.queries import Q, on_table
 from tasker.store.steps import (
     HeldMessage,
     StoredResults,
@@ -29,15 +28,10 @@ class PgmqTransport:
 
     def __init__(self) -> None:
         self._known_queues: set[str] = set()
-        self._statements: dict[tuple[str, str], sql.Composed] = {}
 
-    def _on_table(self, name: str, queue: str) -> sql.Composed:
+    def _on_table(self, name: str, queue: str) -> bytes:
         """A named statement written against one queue's table (a plan the server keeps, unlike pgmq's calls)."""
-        statement = self._statements.get((name, queue))
-        if statement is None:
-            statement = sql.SQL(Q[name]).format(queue_table=sql.Identifier(f"q_{queue}"))
-            self._statements[(name, queue)] = statement
-        return statement
+        return on_table(name, "queue_table", f"q_{queue}")
 
     async def ensure_queue(self, conn: Connection, queue: str) -> None:
         """Create the queue unless it is known to exist. Only a queue seen committed is remembered: one created in

@@ -2,12 +2,19 @@
 
 A statement file holds blocks headed ``-- name: noun_verb[_many]`` followed by comment lines saying why, then the
 statement. Store functions ask for statements by name only (``Q["task_insert"]``), so one grep finds both.
+
+The comment lines stay in the files: what is sent is the statement alone, headed by its name as a comment
+(``/* task_create */ WITH ...``, which is what ``pg_stat_activity`` and the server log show). psycopg keeps the
+parsed form of statements up to 4 KB only, and the longest hot statement (task creation) was longer with its
+comments, so it was parsed again on every call.
 """
 
 from __future__ import annotations
 
 import re
 from importlib import resources
+
+from psycopg import sql
 
 _HEADER = re.compile(r"^--\s*name:\s*([a-z][a-z0-9_]*)\s*$", re.MULTILINE)
 
@@ -30,7 +37,7 @@ def parse(text: str, source: str) -> dict[str, str]:
             raise ValueError(f"{source}: statement {name!r} is empty")
         if name in found:
             raise ValueError(f"{source}: statement {name!r} is defined twice")
-        found[name] = statement
+        found[name] = f"/* {name} */\n{_strip_comments(statement)}"
     return found
 
 
@@ -52,3 +59,17 @@ def load() -> _Queries:
 
 
 Q = load()
+
+_ON_TABLE: dict[tuple[str, str, str], bytes] = {}
+
+
+def on_table(name: str, placeholder: str, table: str) -> bytes:
+    """Statement ``name`` with ``{placeholder}`` filled in by the quoted name of ``table`` (in schema ``pgmq``, as
+    a queue's table), rendered once per process: a statement written against a queue's own table keeps a plan on
+    the server (pgmq's functions plan their dynamic SQL on every call), and its text needs no rendering per call."""
+    key = (name, placeholder, table)
+    statement = _ON_TABLE.get(key)
+    if statement is None:
+        composed = sql.SQL(Q[name]).format(**{placeholder: sql.Identifier(table)})
+        statement = _ON_TABLE[key] = composed.as_bytes(None)
+    return statement

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from psycopg import sql
-
 from tasker.store.db import Connection
-from tasker.store.queries import Q
+from tasker.store.queries import Q, on_table
 
 # the tables a prune removes rows from, in the order the counts are reported
 PRUNED_TABLES = (
@@ -57,8 +55,8 @@ async def retention_queue_names(conn: Connection) -> list[str]:
     return [row["queue_name"] for row in await (await conn.execute(Q["retention_queue_names"])).fetchall()]
 
 
-def _for_queue(name: str, queue: str) -> sql.Composed:
-    return sql.SQL(Q[name]).format(archive_table=sql.Identifier(f"a_{queue}"))
+def _for_queue(name: str, queue: str) -> bytes:
+    return on_table(name, "archive_table", f"a_{queue}")
 
 
 async def retention_queue_archive_count(conn: Connection, queue: str, cutoff: datetime) -> int:

@@ -7,13 +7,13 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-from psycopg import AsyncCursor, sql
+from psycopg import AsyncCursor
 from psycopg.types.json import Jsonb
 
 from tasker.model.machines import StepEvent
 from tasker.model.states import StepState
 from tasker.store.db import BoolArray, Connection, Int8Array, JsonbArray, Pending, TextArray, UuidArray
-from tasker.store.queries import Q
+from tasker.store.queries import Q, on_table
 from tasker.store.transitions import StepAudit, StepChange, step_change_params
 
 
@@ -31,7 +31,6 @@ async def step_outcome_many_send(conn: Connection, step_uuids: Sequence[UUID]) -
     return cursor.fetchall
 
 
-_CLAIM_FROM_QUEUE: dict[str, sql.Composed] = {}
 # The compare-and-swap constants of a first claim (enqueued → in_progress), from the code every transition uses.
 _FIRST_CLAIM = step_change_params([StepChange(UUID(int=0), StepState.ENQUEUED, [StepEvent.START], {})])
 
@@ -49,10 +48,7 @@ async def step_claim_from_queue(
     One row per message taken (oldest first): ``claimed`` rows carry the handler context (as
     :func:`step_claim_many`) and their ``claim_token`` (random, drawn by the server: a claim that a database crash
     rolled back is never issued again); the others (redeliveries, lost races) only the message."""
-    statement = _CLAIM_FROM_QUEUE.get(queue)
-    if statement is None:
-        statement = sql.SQL(Q["step_claim_from_queue"]).format(queue_table=sql.Identifier(f"q_{queue}"))
-        _CLAIM_FROM_QUEUE[queue] = statement
+    statement = on_table("step_claim_from_queue", "queue_table", f"q_{queue}")
     params: dict[str, Any] = {
         "qty": max_messages,
         "vt": visibility_seconds,
@@ -78,9 +74,6 @@ async def step_claim_many(conn: Connection, claims: Sequence[StepChange]) -> lis
     return await (await conn.execute(Q["step_claim_many"], step_change_params(claims))).fetchall()
 
 
-_CLAIM_KEPT: dict[str, sql.Composed] = {}
-
-
 async def step_claim_kept_send(
     conn: Connection,
     queue: str,
@@ -92,10 +85,7 @@ async def step_claim_kept_send(
     """Write the held messages of steps this transaction enqueued and claimed without one (``kept``: step,
     correlation id, claim token; see ``engine.finalizer.KeepHere``) and read their handler context, in one
     statement, sent now and read later. Rows are shaped like :func:`step_claim_from_queue`'s."""
-    statement = _CLAIM_KEPT.get(queue)
-    if statement is None:
-        statement = sql.SQL(Q["step_claim_kept"]).format(queue_table=sql.Identifier(f"q_{queue}"))
-        _CLAIM_KEPT[queue] = statement
+    statement = on_table("step_claim_kept", "queue_table", f"q_{queue}")
     params = {
         "step_uuids": UuidArray(step for step, _, _ in kept),
         "correlation_ids": UuidArray(correlation for _, correlation, _ in kept),

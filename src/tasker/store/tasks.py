@@ -44,6 +44,7 @@ class NewTask:
     processor_uuid: UUID | None = None
     requested_at: datetime | None = None  # UTC; None: now
     request_details: dict[str, Any] | None = None  # kept on the first transition (options, a reason's full text)
+    template_digest: str | None = None  # the template's digest as the caller read it (checked by task_create)
 
 
 @dataclass(frozen=True)
@@ -91,19 +92,27 @@ def _create_params(task: NewTask, start: TaskStart | None) -> dict[str, Any]:
         "requested_at": task.requested_at,
         "step_metadata": Jsonb({"event": "initial"}),
         "processor_uuid": task.processor_uuid,
+        "template_digest": task.template_digest,
     }
+
+
+class TemplateChangedError(Exception):
+    """The template a task was built from is no longer the registered one (``NewTask.template_digest``)."""
 
 
 async def task_create(conn: Connection, task: NewTask, start: TaskStart | None = None) -> None:
     """Insert the task, its steps, edges and first transitions, and how it starts (``start``: its route and the
-    enqueued root steps; their messages are the caller's to send); a taken identity raises DuplicateTaskError."""
+    enqueued root steps; their messages are the caller's to send); a taken identity raises DuplicateTaskError, a
+    template re-registered since ``task.template_digest`` was read raises TemplateChangedError (nothing written)."""
     try:
         row = await (await conn.execute(Q["task_create"], _create_params(task, start))).fetchone()
     except UniqueViolation as exc:
         if "identity_hash" in str(exc):
             raise DuplicateTaskError(identity_hash=task.identity_hash) from exc
         raise
-    created = row["steps_created"] if row else 0
+    if row is None or not row["task_created"]:
+        raise TemplateChangedError(f"the template of named task {task.named_task_uuid} changed: read it again")
+    created = row["steps_created"]
     if created != len(task.steps):
         missing = len(task.steps) - created
         raise NotFoundError(f"{missing} step(s) have no named_steps row: register the template first")

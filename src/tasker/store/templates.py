@@ -171,23 +171,55 @@ _PARSED: dict[tuple[UUID, str], TaskTemplate] = {}
 _PARSED_MAX = 512
 
 
+@dataclass(frozen=True)
+class TemplateRef:
+    """A registered template as read at one moment: its named task, the digest of its stored configuration (which
+    a re-registration changes) and the parsed template."""
+
+    named_task_uuid: UUID
+    digest: str
+    template: TaskTemplate
+
+
+# The last template read under each (namespace, name, version), for task creation: it creates from this copy
+# without reading the template again, and its create statement checks the digest, so a copy made stale by a
+# re-registration fails the check and is read again (store.tasks.task_create, TemplateChangedError).
+_BY_NAME: dict[tuple[str, str, str], TemplateRef] = {}
+
+
 async def template_get(conn: Connection, namespace: str, name: str, version: str) -> tuple[UUID, TaskTemplate]:
+    ref = await template_get_ref(conn, namespace, name, version)
+    return ref.named_task_uuid, ref.template
+
+
+async def template_get_ref(
+    conn: Connection, namespace: str, name: str, version: str, *, cached: bool = False
+) -> TemplateRef:
+    """The template a request names; ``cached``: the copy read last in this process, if any, without a round trip
+    (for callers that check its digest as they use it)."""
+    key = (namespace, name, version)
+    if cached and (ref := _BY_NAME.get(key)) is not None:
+        return ref
     params = {"namespace": namespace, "name": name, "version": version}
     row = await (await conn.execute(Q["template_get"], params)).fetchone()
     if row is None:
+        _BY_NAME.pop(key, None)
         raise TemplateNotFoundError(
             f"no task template {namespace}/{name}:{version} (namespace {namespace!r}, name {name!r}, "
             f"version {version!r})",
             **params,
         )
-    key = (row["named_task_uuid"], row["digest"])
-    template = _PARSED.get(key)
+    parsed_key = (row["named_task_uuid"], row["digest"])
+    template = _PARSED.get(parsed_key)
     if template is None:
         template = _template_from_row(row, f"{namespace}/{name}:{version}")
         if len(_PARSED) >= _PARSED_MAX:
             _PARSED.clear()
-        _PARSED[key] = template
-    return row["named_task_uuid"], template
+            _BY_NAME.clear()
+        _PARSED[parsed_key] = template
+    ref = TemplateRef(row["named_task_uuid"], row["digest"], template)
+    _BY_NAME[key] = ref
+    return ref
 
 
 async def template_get_by_uuid(conn: Connection, named_task_uuid: UUID) -> TaskTemplate:

@@ -4,13 +4,22 @@
 -- starts: its route out of 'pending' (`task_route`, hops {state, event}) and the 'enqueued' rows of the root steps
 -- (`enqueued`), the same rows the transition functions would write a statement later. Ids come from the caller,
 -- so later statements of the same transaction need not wait for RETURNING. Foreign keys are checked at the end of
--- the statement, after every part is inserted.
-WITH task AS (
+-- the statement, after every part is inserted. `template_digest` (when given) is the digest of the template the
+-- caller built the task from: if the stored configuration no longer has it (re-registered meanwhile), nothing is
+-- written and `task_created` is 0, so a caller creating from a cached copy reads the template again.
+WITH template AS (
+    SELECT 1
+    FROM tasker.named_tasks nt
+    WHERE nt.named_task_uuid = %(named_task_uuid)s
+      AND (%(template_digest)s::text IS NULL OR md5(nt.configuration::text) = %(template_digest)s::text)
+),
+task AS (
     INSERT INTO tasker.tasks (task_uuid, named_task_uuid, requested_at, initiator, source_system, reason, tags,
                               context, identity_hash, priority, correlation_id, parent_correlation_id)
-    VALUES (%(task_uuid)s, %(named_task_uuid)s, coalesce(%(requested_at)s::timestamp, timezone('utc', now())), %(initiator)s, %(source_system)s,
-            %(reason)s, %(tags)s, %(context)s, %(identity_hash)s, %(priority)s, %(correlation_id)s,
-            %(parent_correlation_id)s)
+    SELECT %(task_uuid)s, %(named_task_uuid)s, coalesce(%(requested_at)s::timestamp, timezone('utc', now())),
+           %(initiator)s, %(source_system)s, %(reason)s, %(tags)s, %(context)s, %(identity_hash)s, %(priority)s,
+           %(correlation_id)s, %(parent_correlation_id)s
+    FROM template
     RETURNING task_uuid
 ),
 steps AS (
@@ -27,7 +36,8 @@ steps AS (
 edges AS (
     INSERT INTO tasker.workflow_step_edges (from_step_uuid, to_step_uuid, name)
     SELECT e.from_uuid, e.to_uuid, 'provides'
-    FROM unnest(%(edge_from)s::uuid[], %(edge_to)s::uuid[]) AS e(from_uuid, to_uuid)
+    FROM task
+    CROSS JOIN unnest(%(edge_from)s::uuid[], %(edge_to)s::uuid[]) AS e(from_uuid, to_uuid)
     RETURNING 1
 ),
 task_first AS (
@@ -56,7 +66,7 @@ steps_first AS (
     WHERE workflow_step_uuid = ANY(%(enqueued)s::uuid[])
     RETURNING 1
 )
-SELECT (SELECT count(*) FROM steps) AS steps_created,
+SELECT (SELECT count(*) FROM task) AS task_created, (SELECT count(*) FROM steps) AS steps_created,
        (SELECT count(*) FROM edges) AS edges_created,
        (SELECT count(*) FROM task_first) + (SELECT count(*) FROM steps_first) AS transitions_created;
 
