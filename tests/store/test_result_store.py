@@ -1,7 +1,12 @@
 """step_result_store_many (migration 0018): a worker's result store, which completes a standard step's success
 itself when it locked the step's task and the task has not ended. The rows are the same as when the completion was
 a statement of its own: the stored result's transition with its audit row, then the ``complete`` transition with
-the completer's metadata. Anything else (a busy task, an ended task, a result not marked) is stored only."""
+the completer's metadata. Anything else (a busy task, an ended task, a result not marked) is stored only.
+
+With a continuation, the store also moves a plain task on (the task in steps_in_process, no failed step, every
+ready step pending, something ready or running): it enqueues the ready steps, claiming one per claim token for the
+caller, whose next statement (step_claim_by_token) writes their held messages. Anything else is the caller's to
+plan (``planned`` false)."""
 
 from __future__ import annotations
 
@@ -13,21 +18,31 @@ from psycopg import sql
 
 from tasker.engine.results import completion_of
 from tasker.messaging.pgmq import PgmqTransport
-from tasker.messaging.router import STEP_RESULTS_QUEUE
+from tasker.messaging.router import STEP_RESULTS_QUEUE, channel, worker_queue
 from tasker.model.machines import StepEvent, TaskEvent
 from tasker.model.states import StepState, TaskState
 from tasker.store.db import Connection, connect
-from tasker.store.steps import HeldMessage, StoredResults, completion_params, step_claim_from_queue
+from tasker.store.steps import (
+    Continuation,
+    HeldMessage,
+    NextStep,
+    StoredResults,
+    completion_params,
+    step_claim_by_token_send,
+    step_claim_from_queue,
+)
 from tasker.store.transitions import StepAudit, StepChange, TaskChange, step_transition, task_transition
 from tests.factories import insert_task_with_steps
 
 QUEUE = "store_probe_queue"
 
 
-async def _claimed_step(conn: Connection) -> tuple[UUID, UUID, dict[str, Any]]:
-    """A task with one step, enqueued with a message and claimed from the queue: (task, step, claim row)."""
-    task, steps = await insert_task_with_steps(conn, ["only"])
-    step = steps["only"]
+async def _claimed_step(
+    conn: Connection, names: tuple[str, ...] = ("only",), edges: list[tuple[str, str]] | None = None
+) -> tuple[UUID, UUID, dict[str, Any]]:
+    """A task whose first step is enqueued with a message and claimed from the queue: (task, step, claim row)."""
+    task, steps = await insert_task_with_steps(conn, list(names), edges)
+    step = steps[names[0]]
     await step_transition(conn, StepChange(step, StepState.PENDING, [StepEvent.ENQUEUE]))
     transport = PgmqTransport()
     await transport.ensure_queue(conn, QUEUE)
@@ -41,19 +56,17 @@ async def _claimed_step(conn: Connection) -> tuple[UUID, UUID, dict[str, Any]]:
 
 
 async def _store(
-    conn: Connection, task: UUID, step: UUID, claim: dict[str, Any], *, complete: bool, lock: bool = True
+    conn: Connection,
+    task: UUID,
+    step: UUID,
+    claim: dict[str, Any],
+    *,
+    complete: bool,
+    lock: bool = True,
+    continuation: Continuation | None = None,
 ) -> tuple[StoredResults, UUID]:
     worker = uuid4()
-    token = str(claim["claim_token"])
-    change = StepChange(
-        step,
-        StepState.IN_PROGRESS,
-        [StepEvent.ENQUEUE_FOR_ORCHESTRATION],
-        {"worker_uuid": worker, "expected_claim_token": token, "claim_token": token},
-        expected_attempts=1,
-        results={"success": True, "result": 42},
-        audit=StepAudit(True, worker, None, 3),
-    )
+    change = _result(step, claim, worker)
     completion = completion_of(step, {"processor_uuid": worker}) if complete else None
     async with conn.transaction():
         stored = await (
@@ -64,9 +77,25 @@ async def _store(
                 results_queue=STEP_RESULTS_QUEUE,
                 lock_tasks=[task if lock else None],
                 completions=[completion],
+                continuation=continuation,
             )
         )()
     return stored, worker
+
+
+def _result(step: UUID, claim: dict[str, Any], worker: UUID | None = None) -> StepChange:
+    """The stored success of a claimed step, fenced by its claim."""
+    worker = worker or uuid4()
+    token = str(claim["claim_token"])
+    return StepChange(
+        step,
+        StepState.IN_PROGRESS,
+        [StepEvent.ENQUEUE_FOR_ORCHESTRATION],
+        {"worker_uuid": worker, "expected_claim_token": token, "claim_token": token},
+        expected_attempts=1,
+        results={"success": True, "result": 42},
+        audit=StepAudit(True, worker, None, 3),
+    )
 
 
 async def _trail(conn: Connection, step: UUID) -> list[dict[str, Any]]:
@@ -160,3 +189,131 @@ def test_only_a_completion_from_the_stored_state_can_ride_along() -> None:
         completion_params([wrong])
     params = completion_params([None, completion_of(uuid4(), {})])
     assert params["complete"] == [False, True] and params["complete_metadata"][0] is None
+
+
+async def _started(
+    conn: Connection, names: tuple[str, ...], edges: list[tuple[str, str]]
+) -> tuple[UUID, UUID, dict[str, Any]]:
+    """A task in steps_in_process whose first step is claimed (its namespace's queue created)."""
+    task, step, claim = await _claimed_step(conn, names, edges)
+    events = [TaskEvent.START, TaskEvent.READY_STEPS_FOUND, TaskEvent.STEPS_ENQUEUED]
+    await task_transition(conn, TaskChange(task, TaskState.PENDING, events))
+    await PgmqTransport().ensure_queue(conn, await _queue_of(conn, task))
+    return task, step, claim
+
+
+async def _queue_of(conn: Connection, task: UUID) -> str:
+    row = await (
+        await conn.execute(
+            "SELECT ns.name FROM tasker.tasks t JOIN tasker.named_tasks nt USING (named_task_uuid)"
+            " JOIN tasker.task_namespaces ns USING (task_namespace_uuid) WHERE t.task_uuid = %s",
+            [task],
+        )
+    ).fetchone()
+    assert row is not None
+    return worker_queue(row["name"])
+
+
+def _continuation(queue: str, tokens: list[str]) -> Continuation:
+    namespace = queue.removeprefix("worker_").removesuffix("_queue")
+    return Continuation({namespace: (queue, channel(queue))}, tokens, {"worker_uuid": uuid4()}, {}, 30)
+
+
+async def _states(conn: Connection, task: UUID) -> dict[str, tuple[str, dict[str, Any]]]:
+    rows = await (
+        await conn.execute(
+            "SELECT n.name, t.to_state, t.metadata FROM tasker.workflow_steps s"
+            " JOIN tasker.named_steps n USING (named_step_uuid)"
+            " JOIN tasker.workflow_step_transitions t ON t.workflow_step_uuid = s.workflow_step_uuid AND t.most_recent"
+            " WHERE s.task_uuid = %s",
+            [task],
+        )
+    ).fetchall()
+    return {row["name"].rsplit("_", 1)[0]: (row["to_state"], row["metadata"]) for row in rows}
+
+
+async def test_a_plain_task_moves_on_and_the_next_step_is_claimed_under_the_token(conn: Connection) -> None:
+    task, step, claim = await _started(conn, ("first", "second"), [("first", "second")])
+    queue = await _queue_of(conn, task)
+    token = "a" * 32
+    continuation = _continuation(queue, [token])
+    async with conn.transaction():
+        stored = await (
+            await PgmqTransport().store_results(
+                conn,
+                [_result(step, claim)],
+                [HeldMessage(step, QUEUE, int(claim["msg_id"]))],
+                results_queue=STEP_RESULTS_QUEUE,
+                lock_tasks=[task],
+                completions=[completion_of(step, {"processor_uuid": uuid4()})],
+                continuation=continuation,
+            )
+        )()
+        rows = await (await step_claim_by_token_send(conn, queue, [task], [token], visibility_seconds=30))()
+    assert stored.completed == stored.planned == {step}
+    [following] = stored.next
+    states = await _states(conn, task)
+    assert states["first"][0] == "complete"
+    assert following == NextStep(following.step_uuid, queue, token)
+    second_state, second_metadata = states["second"]
+    assert second_state == "in_progress" and second_metadata["claim_token"] == token
+    assert second_metadata["worker_uuid"] == str(continuation.claim_metadata["worker_uuid"])
+    [row] = rows
+    assert row["claimed"] and row["workflow_step_uuid"] == following.step_uuid and row["read_ct"] == 1
+    assert row["attempts"] == 1 and row["dependency_results"] == {str(claim["name"]): {"success": True, "result": 42}}
+    held = await (
+        await conn.execute(
+            sql.SQL("SELECT read_ct, vt > clock_timestamp() AS hidden FROM pgmq.{}").format(
+                sql.Identifier(f"q_{queue}")
+            )
+        )
+    ).fetchall()
+    assert held == [{"read_ct": 1, "hidden": True}]  # held under the lease, not visible to consumers
+
+
+async def test_without_a_free_slot_the_next_step_is_sent_with_a_visible_message(conn: Connection) -> None:
+    task, step, claim = await _started(conn, ("first", "second"), [("first", "second")])
+    queue = await _queue_of(conn, task)
+    stored, _ = await _store(conn, task, step, claim, complete=True, continuation=_continuation(queue, []))
+    assert stored.planned == {step}
+    [following] = stored.next
+    assert following.claim_token is None
+    assert (await _states(conn, task))["second"][0] == "enqueued"
+    visible = await (
+        await conn.execute(
+            sql.SQL("SELECT read_ct, message ->> 'step_uuid' AS step FROM pgmq.{}").format(sql.Identifier(f"q_{queue}"))
+        )
+    ).fetchall()
+    assert visible == [{"read_ct": 0, "step": str(following.step_uuid)}]
+
+
+async def test_a_finished_or_failing_task_is_left_to_the_caller(conn: Connection) -> None:
+    """Nothing ready and nothing running (the task is done: finalisation is the engine's), or a failed step (the
+    task blocks, with a DLQ entry): the store completes the step and plans nothing."""
+    task, step, claim = await _started(conn, ("last",), [])
+    stored, _ = await _store(
+        conn, task, step, claim, complete=True, continuation=_continuation(await _queue_of(conn, task), ["b" * 32])
+    )
+    assert stored.completed == {step} and not stored.planned and not stored.next
+
+    task, step, claim = await _started(conn, ("ok", "broken", "after"), [("ok", "after")])
+    broken = (await _step_ids(conn, task))["broken"]
+    await step_transition(
+        conn, StepChange(broken, StepState.PENDING, [StepEvent.ENQUEUE, StepEvent.START, StepEvent.FAIL])
+    )
+    stored, _ = await _store(
+        conn, task, step, claim, complete=True, continuation=_continuation(await _queue_of(conn, task), ["c" * 32])
+    )
+    assert stored.completed == {step} and not stored.planned and not stored.next
+    assert (await _states(conn, task))["after"][0] == "pending"
+
+
+async def _step_ids(conn: Connection, task: UUID) -> dict[str, UUID]:
+    rows = await (
+        await conn.execute(
+            "SELECT n.name, s.workflow_step_uuid FROM tasker.workflow_steps s JOIN tasker.named_steps n"
+            " USING (named_step_uuid) WHERE s.task_uuid = %s",
+            [task],
+        )
+    ).fetchall()
+    return {row["name"].rsplit("_", 1)[0]: row["workflow_step_uuid"] for row in rows}

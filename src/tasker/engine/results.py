@@ -203,6 +203,11 @@ class AppliedBatch:
         """The worker queues that got messages."""
         return set(self.enqueued)
 
+    def merged(self, other: AppliedBatch) -> AppliedBatch:
+        """This batch and ``other`` (applied in the same transaction) as one."""
+        enqueued = Counter(self.enqueued) + Counter(other.enqueued)
+        return AppliedBatch([*other.applied, *self.applied], dict(enqueued), [*self.kept, *other.kept])
+
 
 async def apply_stored(
     conn: Connection,

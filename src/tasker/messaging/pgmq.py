@@ -13,6 +13,7 @@ from tasker.messaging.transport import Message
 from tasker.store.db import Connection, Pending
 from tasker.store.queries import Q, on_table
 from tasker.store.steps import (
+    Continuation,
     HeldMessage,
     StoredResults,
     step_claim_from_queue,
@@ -146,8 +147,9 @@ class PgmqTransport:
         results_queue: str,
         lock_tasks: Sequence[UUID | None] = (),
         completions: Sequence[StepChange | None] = (),
+        continuation: Continuation | None = None,
     ) -> Pending[StoredResults]:
-        """One statement: the store, the announcements, the acknowledgements and the completions."""
+        """One statement: the store, the announcements, the acknowledgements, the completions and the continuation."""
         return await step_result_store_many(
             conn,
             results,
@@ -156,4 +158,5 @@ class PgmqTransport:
             results_channel=channel(results_queue),
             lock_tasks=lock_tasks,
             completions=completions,
+            continuation=continuation,
         )

@@ -66,7 +66,7 @@ from tasker.store.outbox import (
     transaction_id_current,
     transaction_status_many,
 )
-from tasker.store.steps import HeldMessage, StoredResults
+from tasker.store.steps import Continuation, HeldMessage, StoredResults
 from tasker.store.tasks import Delivery
 from tasker.store.transitions import StepChange, TaskChange
 
@@ -461,10 +461,12 @@ class RabbitMqTransport:
         results_queue: str,
         lock_tasks: Sequence[UUID | None] = (),
         completions: Sequence[StepChange | None] = (),
+        continuation: Continuation | None = None,
     ) -> Pending[StoredResults]:
         """Store fenced results with outbox rows (sent now); reading the answer acks, after commit, the step
         deliveries of the results that won. A result that lost is not acked: its delivery belongs to whoever holds
-        the step now. ``completions`` are left to the caller (this store completes nothing)."""
+        the step now. ``completions`` and ``continuation`` are left to the caller (this store completes and plans
+        nothing)."""
         await self._ensure_sender()
         sent = await outbox_step_result_store_many(
             conn, results, results_queue=results_queue, channel=OUTBOX_CHANNEL, lock_tasks=lock_tasks

@@ -13,7 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 from uuid import UUID
 
 from tasker.store.db import Connection, Pending
-from tasker.store.steps import HeldMessage, StoredResults
+from tasker.store.steps import Continuation, HeldMessage, StoredResults
 from tasker.store.tasks import Delivery
 from tasker.store.transitions import StepChange, TaskChange
 
@@ -98,13 +98,15 @@ class Transport(Protocol):
         results_queue: str,
         lock_tasks: Sequence[UUID | None] = (),
         completions: Sequence[StepChange | None] = (),
+        continuation: Continuation | None = None,
     ) -> Pending[StoredResults]:
         """A worker's results (sent now, read by awaiting the answer): store them, announce them on
         ``results_queue``, acknowledge their step messages;
         a lost compare-and-swap is neither announced nor acked. ``lock_tasks`` (one per result, or None) names tasks
         to lock if free (the fast path): their results are stored but not announced, the caller applies them in
         its open transaction. ``completions`` (one per result, or None): the completion a transport may apply with
-        the store to a result stored for the caller (``StoredResults.completed``); the caller applies the others."""
+        the store to a result stored for the caller (``StoredResults.completed``); the caller applies the others.
+        ``continuation``: what a transport may use to move those tasks on as well (``StoredResults.planned``)."""
         ...
 
 

@@ -14,7 +14,7 @@ from tasker.model.machines import StepEvent
 from tasker.model.states import StepState
 from tasker.store.db import BoolArray, Connection, Int8Array, JsonbArray, Pending, TextArray, UuidArray
 from tasker.store.queries import Q, on_table
-from tasker.store.transitions import StepAudit, StepChange, step_change_params
+from tasker.store.transitions import StepAudit, StepChange, json_safe, step_change_params
 
 
 async def step_readiness(conn: Connection, task_uuid: UUID) -> list[dict[str, Any]]:
@@ -107,10 +107,36 @@ class HeldMessage:
 
 
 @dataclass(frozen=True)
+class Continuation:
+    """What a result store needs to move plain tasks on itself (``step_result_store_many``, migration 0018): the
+    caller's namespaces with their queue and wake-up channel, one fresh claim token per step it can take now, the
+    claimer's metadata, the enqueues' metadata and the lease of a claimed step's message."""
+
+    queues: dict[str, tuple[str, str]]  # namespace → (queue, channel)
+    claim_tokens: list[str]
+    claim_metadata: dict[str, Any]
+    enqueue_metadata: dict[str, Any]
+    lease_seconds: int
+
+
+@dataclass(frozen=True)
+class NextStep:
+    """A step a result store enqueued (the continuation): claimed for the caller under ``claim_token`` (its held
+    message is the caller's to write: :func:`step_claim_by_token_send`), or (``claim_token`` None) sent to ``queue``
+    with a visible message."""
+
+    step_uuid: UUID
+    queue: str
+    claim_token: str | None
+
+
+@dataclass(frozen=True)
 class StoredResults:
     stored: set[UUID]  # steps whose results were stored
     here: set[UUID]  # of those, the steps whose task this transaction locked: announced to no one, apply them here
     completed: set[UUID] = field(default_factory=set)  # of those, the steps the store completed as well
+    planned: set[UUID] = field(default_factory=set)  # of those, the steps whose task the store moved on too
+    next: list[NextStep] = field(default_factory=list)  # the steps the store enqueued for those tasks
 
 
 async def step_result_store_many(
@@ -122,6 +148,7 @@ async def step_result_store_many(
     results_channel: str,
     lock_tasks: Sequence[UUID | None] = (),
     completions: Sequence[StepChange | None] = (),
+    continuation: Continuation | None = None,
 ) -> Pending[StoredResults]:
     """Store results, announce them on ``results_queue`` and delete their step messages, in one statement (sent
     now, read by awaiting the answer: see ``store.db.Pending``).
@@ -130,7 +157,9 @@ async def step_result_store_many(
     that must go to an orchestrator) names tasks to lock if free: those results are stored but not announced, and
     the caller, in the same open transaction, applies them itself. ``completions`` (same order; None for none): the
     change (``enqueued_for_orchestration → complete``) that finishes a result's step once it is stored here, applied
-    by the same statement when the task was locked and has not ended (``StoredResults.completed``)."""
+    by the same statement when the task was locked and has not ended (``StoredResults.completed``).
+    ``continuation``: move the tasks of completed steps on as well when what comes next is plain
+    (``StoredResults.planned``, ``StoredResults.next``; see the migration)."""
     if not results:
         return nothing_stored
     params = result_store_params(results, lock_tasks)
@@ -139,7 +168,55 @@ async def step_result_store_many(
     params["results_queue"] = results_queue
     params["results_channel"] = results_channel
     params |= completion_params(list(completions) or [None] * len(results))
+    params |= continuation_params(continuation)
     return stored_results_of(await conn.execute(Q["step_result_store_many"], params))
+
+
+# The continuation's compare-and-swap constants: a ready step enqueued, or enqueued and claimed at once.
+_ENQUEUE = step_change_params([StepChange(UUID(int=0), StepState.PENDING, [StepEvent.ENQUEUE])])
+_ENQUEUE_AND_CLAIM = step_change_params(
+    [StepChange(UUID(int=0), StepState.PENDING, [StepEvent.ENQUEUE, StepEvent.START])]
+)
+
+
+def continuation_params(continuation: Continuation | None) -> dict[str, Any]:
+    if continuation is None:
+        nothing = ("plan_namespaces", "plan_queues", "plan_channels", "claim_tokens", "claim_metadata")
+        return dict.fromkeys(
+            (
+                *nothing,
+                "enqueue_metadata",
+                "lease_seconds",
+                "enqueue_path",
+                "enqueue_effects",
+                "keep_path",
+                "keep_effects",
+            )
+        )
+    namespaces = list(continuation.queues)
+    return {
+        "plan_namespaces": TextArray(namespaces),
+        "plan_queues": TextArray(continuation.queues[n][0] for n in namespaces),
+        "plan_channels": TextArray(continuation.queues[n][1] for n in namespaces),
+        "claim_tokens": TextArray(continuation.claim_tokens),
+        "claim_metadata": Jsonb(json_safe(continuation.claim_metadata)),
+        "enqueue_metadata": Jsonb(json_safe(continuation.enqueue_metadata)),
+        "lease_seconds": continuation.lease_seconds,
+        "enqueue_path": _ENQUEUE["paths"][0],
+        "enqueue_effects": BoolArray(_ENQUEUE[name][0] for name in COMPLETION_EFFECTS),
+        "keep_path": _ENQUEUE_AND_CLAIM["paths"][0],
+        "keep_effects": BoolArray(_ENQUEUE_AND_CLAIM[name][0] for name in COMPLETION_EFFECTS),
+    }
+
+
+async def step_claim_by_token_send(
+    conn: Connection, queue: str, task_uuids: Sequence[UUID], claim_tokens: Sequence[str], *, visibility_seconds: int
+) -> Pending[list[dict[str, Any]]]:
+    """Write the held messages of the steps of these tasks that a result store claimed under these tokens (its
+    continuation) and read their handler context, in one statement on ``queue``'s table, sent now and read later;
+    rows are shaped like :func:`step_claim_from_queue`'s."""
+    params = {"task_uuids": UuidArray(task_uuids), "claim_tokens": TextArray(claim_tokens), "vt": visibility_seconds}
+    return (await conn.execute(on_table("step_claim_by_token", "queue_table", f"q_{queue}"), params)).fetchall
 
 
 def completion_params(completions: Sequence[StepChange | None]) -> dict[str, Any]:
@@ -178,10 +255,17 @@ def stored_results_of(cursor: AsyncCursor[dict[str, Any]]) -> Pending[StoredResu
 
     async def read() -> StoredResults:
         rows = await cursor.fetchall()
+        results = [row for row in rows if row["workflow_step_uuid"] is not None]
         return StoredResults(
-            {row["workflow_step_uuid"] for row in rows},
-            {row["workflow_step_uuid"] for row in rows if row["here"]},
-            {row["workflow_step_uuid"] for row in rows if row.get("completed")},
+            {row["workflow_step_uuid"] for row in results},
+            {row["workflow_step_uuid"] for row in results if row["here"]},
+            {row["workflow_step_uuid"] for row in results if row.get("completed")},
+            {row["workflow_step_uuid"] for row in results if row.get("planned")},
+            [
+                NextStep(row["next_step_uuid"], row["next_queue"], row["next_claim_token"])
+                for row in rows
+                if row.get("next_step_uuid") is not None
+            ],
         )
 
     return read

@@ -83,7 +83,7 @@ def task_change_params(changes: Sequence[TaskChange]) -> dict[str, Any]:
         "task_uuids": UuidArray(c.task_uuid for c in changes),
         "from_states": TextArray(str(c.from_state) for c in changes),
         "paths": JsonbArray(_hops(p, c.events) for p, c in zip(paths, changes, strict=True)),
-        "metadata": JsonbArray(Jsonb(_stringify(c.metadata)) for c in changes),
+        "metadata": JsonbArray(Jsonb(json_safe(c.metadata)) for c in changes),
     }
 
 
@@ -138,7 +138,7 @@ def step_change_params(changes: Sequence[StepChange]) -> dict[str, Any]:
         params["step_uuids"].append(change.step_uuid)
         params["from_states"].append(str(change.from_state))
         params["paths"].append(_hops(path, change.events))
-        params["metadata"].append(Jsonb(_stringify(change.metadata)))
+        params["metadata"].append(Jsonb(json_safe(change.metadata)))
         params["expected_attempts"].append(change.expected_attempts)
         params["in_process"].append(effects.in_process)
         params["processed"].append(effects.processed)
@@ -206,7 +206,7 @@ async def task_initial_transition_many(
         Q["task_transition_initial_many"],
         {
             "task_uuids": list(task_uuids),
-            "metadata": [Jsonb(_stringify(metadata))] * len(task_uuids),
+            "metadata": [Jsonb(json_safe(metadata))] * len(task_uuids),
             "processor_uuid": processor_uuid,
         },
     )
@@ -214,10 +214,10 @@ async def task_initial_transition_many(
 
 async def step_initial_transition_many(conn: Connection, step_uuids: Sequence[UUID], metadata: dict[str, Any]) -> None:
     await conn.execute(
-        Q["step_transition_initial_many"], {"step_uuids": list(step_uuids), "metadata": Jsonb(_stringify(metadata))}
+        Q["step_transition_initial_many"], {"step_uuids": list(step_uuids), "metadata": Jsonb(json_safe(metadata))}
     )
 
 
-def _stringify(metadata: dict[str, Any]) -> dict[str, Any]:
+def json_safe(metadata: dict[str, Any]) -> dict[str, Any]:
     """JSON-safe metadata: UUIDs and other non-JSON values become strings."""
     return dict(json.loads(json.dumps(metadata, default=str)))

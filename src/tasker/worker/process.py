@@ -21,6 +21,7 @@ import functools
 import logging
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,9 +33,9 @@ from psycopg_pool import AsyncConnectionPool
 
 from tasker.config import load_settings
 from tasker.engine.finalizer import KeepHere, KeptStep
-from tasker.engine.results import AppliedBatch, apply_stored, completes_when_stored, completion_of
+from tasker.engine.results import Applied, AppliedBatch, apply_stored, completes_when_stored, completion_of
 from tasker.messaging.factory import make_transport
-from tasker.messaging.router import STEP_RESULTS_QUEUE, TASK_CANCELLED_CHANNEL, worker_queue
+from tasker.messaging.router import STEP_RESULTS_QUEUE, TASK_CANCELLED_CHANNEL, channel, worker_queue
 from tasker.messaging.transport import ClaimingTransport, Message, Transport
 from tasker.messaging.wakeup import IdleBackoff, Wakeups
 from tasker.model.dynamic import worker_result
@@ -47,9 +48,12 @@ from tasker.model.template import TaskTemplate
 from tasker.store.db import Connection, Pending, create_pool
 from tasker.store.events import domain_event_store_with
 from tasker.store.steps import (
+    Continuation,
     HeldMessage,
     LateResult,
+    StoredResults,
     step_checkpoint_save_claimed,
+    step_claim_by_token_send,
     step_claim_many,
     step_claim_view_many,
     step_outcome_many_send,
@@ -754,41 +758,110 @@ class Worker:
         completions: list[StepChange | None],
         following: NextClaims,
     ) -> tuple[set[UUID], AppliedBatch | None]:
-        """The fast path in one pipelined transaction: the store (taking the free task locks, and completing the
-        standard steps' successes among the results whose task it locked), the outcome read and the readiness of
-        the tasks it may have completed steps of go out together; then ``apply_stored`` for the results whose task
-        we locked, which for standard steps only has to plan. The outcomes and the readiness are read in statements
-        after the lock, so they see every commit made before it. Steps this made ready in our own queues are
-        claimed in the same transaction while we have free slots (``_keep_here``, ``_claim_kept``)."""
+        """The fast path in one pipelined transaction. The store takes the free task locks, completes the standard
+        steps' successes among the results whose task it locked and, where what comes next is plain, moves those
+        tasks on (the continuation: the steps made ready are enqueued, and claimed for us while we have slots);
+        the claimed steps' handler context, the outcome read and the readiness go out with it. Then
+        ``apply_stored`` for the results whose task we locked and the store did not move on (finalisation,
+        decisions, batches), as an orchestrator would, claiming what they make ready in our queues while we have
+        free slots (``_keep_here``, ``_claim_kept``). The reads are statements after the lock, so they see every
+        commit made before it; a transaction the store moved on whole needs only its COMMIT after the answer."""
+        continuation = self._continuation(following, completions)
         async with conn.pipeline(), conn.transaction():
             sent_store = await self.transport.store_results(
-                conn, changes, held, results_queue=STEP_RESULTS_QUEUE, lock_tasks=lock_tasks, completions=completions
+                conn,
+                changes,
+                held,
+                results_queue=STEP_RESULTS_QUEUE,
+                lock_tasks=lock_tasks,
+                completions=completions,
+                continuation=continuation,
             )
+            completing = list({task for task, done in zip(lock_tasks, completions, strict=True) if done and task})
+            if continuation is not None and continuation.claim_tokens:
+                await self._claim_continued(conn, continuation, held, lock_tasks, completions, following)
             succeeded = [change.step_uuid for change, task in zip(changes, lock_tasks, strict=True) if task]
             sent_outcomes = await step_outcome_many_send(conn, succeeded)
-            completing = {task for task, completion in zip(lock_tasks, completions, strict=True) if completion and task}
-            sent_readiness = await step_readiness_many_send(conn, list(completing)) if completing else None
+            sent_readiness = await step_readiness_many_send(conn, completing) if completing else None
             result = await sent_store()
+            self._give_back_unclaimed(following, continuation, result)
             if not result.here:
                 return result.stored, None
+            moved_on = _moved_on(result)
+            left = result.here - result.planned
+            if not left:
+                return result.stored, moved_on
 
             async def outcomes_here() -> list[dict[str, Any]]:
-                return [row for row in await sent_outcomes() if row["workflow_step_uuid"] in result.here]
+                return [row for row in await sent_outcomes() if row["workflow_step_uuid"] in left]
 
-            keep = self._keep_here(following)
             batch = await apply_stored(
                 conn,
                 self.transport,
                 self.templates,
-                list(result.here),
+                list(left),
                 processor_uuid=self.worker_uuid,
                 outcomes=outcomes_here,
-                keep=keep,
-                completed=frozenset(result.completed & result.here),
+                keep=self._keep_here(following),
+                completed=frozenset(result.completed & left),
                 readiness=sent_readiness,
             )
             await self._claim_kept(conn, batch.kept, following)
-        return result.stored, batch
+        return result.stored, batch.merged(moved_on)
+
+    def _continuation(self, following: NextClaims, completions: list[StepChange | None]) -> Continuation | None:
+        """What the store needs to move plain tasks on (store.steps.Continuation): a fresh claim token for each
+        slot we can give the steps it makes ready, at most one per completion (a chain's step makes one ready; the
+        others go to the queue for any consumer), each slot held from now (``following.reserved``) until the store
+        answers, when the unused ones are given back (``_take_continued``)."""
+        count = sum(1 for completion in completions if completion is not None)
+        if not count or self._stopping or not isinstance(self.transport, ClaimingTransport):
+            return None
+        tokens = [new_claim_token() for _ in range(max(0, min(count, self._free_slots())))]
+        self._reserved += len(tokens)
+        following.reserved += len(tokens)
+        return Continuation(
+            queues={ns: (queue, channel(queue)) for ns, queue in zip(self.config.namespaces, self.queues, strict=True)},
+            claim_tokens=tokens,
+            claim_metadata={"worker_uuid": self.worker_uuid},
+            enqueue_metadata={"processor_uuid": self.worker_uuid},
+            lease_seconds=self.config.lease_seconds,
+        )
+
+    async def _claim_continued(
+        self,
+        conn: Connection,
+        continuation: Continuation,
+        held: list[HeldMessage],
+        lock_tasks: list[UUID | None],
+        completions: list[StepChange | None],
+        following: NextClaims,
+    ) -> None:
+        """Send, after the store, the statement per queue that writes the held messages of the steps the store
+        claims for us and reads their handler context; its rows start once the transaction has committed
+        (``_start_following``), like the claims of ``_claim_kept``."""
+        by_queue: dict[str, set[UUID]] = {}
+        for message, task, completion in zip(held, lock_tasks, completions, strict=True):
+            if task is not None and completion is not None:
+                by_queue.setdefault(message.queue, set()).add(task)
+        for queue, tasks in by_queue.items():
+            received_at = time.monotonic()  # the lease (the held message's visibility timeout) runs from here
+            rows = await step_claim_by_token_send(
+                conn, queue, list(tasks), continuation.claim_tokens, visibility_seconds=continuation.lease_seconds
+            )
+            following.taken.append((queue, received_at, rows))
+
+    def _give_back_unclaimed(
+        self, following: NextClaims, continuation: Continuation | None, result: StoredResults
+    ) -> None:
+        """Give back the slots held for claim tokens the store did not use."""
+        if continuation is None:
+            return
+        unused = len(continuation.claim_tokens) - sum(1 for step in result.next if step.claim_token is not None)
+        if unused:
+            self._reserved -= unused
+            following.reserved -= unused
+            self._slot_freed.set()
 
     def _completion(self, claim: Claim) -> StepChange | None:
         """The completion the store may apply to this success (``engine.results.completes_when_stored``): a
@@ -896,3 +969,11 @@ class Worker:
             )
             if claim.step_uuid in recorded.final:
                 await self.transport.ack_many(conn, queue, [claim.message.msg_id])
+
+
+def _moved_on(result: StoredResults) -> AppliedBatch:
+    """What a store that moved tasks on itself applied, as ``apply_stored`` reports it: the planned steps
+    completed, and the messages it sent per queue (the steps it claimed for us are started from ``next``)."""
+    applied = [Applied(step, StepState.COMPLETE, None) for step in result.planned]
+    sent = Counter(step.queue for step in result.next if step.claim_token is None)
+    return AppliedBatch(applied, dict(sent), [])

@@ -64,8 +64,39 @@ SELECT * FROM tasker.step_result_store_many(
     %(audit_success)s::bool[], %(worker_uuids)s::uuid[], %(correlation_ids)s::uuid[], %(execution_ms)s::bigint[],
     %(queues)s::text[], %(msg_ids)s::bigint[], %(may_lock)s::bool[], %(lock_tasks)s::uuid[],
     %(results_queue)s::text, %(results_channel)s::text, %(complete)s::bool[], %(complete_metadata)s::jsonb[],
-    %(complete_path)s::jsonb, %(complete_effects)s::bool[]
+    %(complete_path)s::jsonb, %(complete_effects)s::bool[], %(plan_namespaces)s::text[], %(plan_queues)s::text[],
+    %(plan_channels)s::text[], %(claim_tokens)s::text[], %(claim_metadata)s::jsonb, %(enqueue_metadata)s::jsonb,
+    %(lease_seconds)s::int, %(enqueue_path)s::jsonb, %(enqueue_effects)s::bool[], %(keep_path)s::jsonb,
+    %(keep_effects)s::bool[]
 );
+
+-- name: step_claim_by_token
+-- The held messages and handler context of the steps a result store claimed for its worker (the continuation,
+-- migration 0018; {queue_table} is the queue's table): the steps of these tasks held in_progress under one of these
+-- fresh claim tokens get their message written as delivered once and hidden for `vt` seconds (the lease), as
+-- step_claim_kept writes them. Sent right after the store, in the same transaction, so it sees what the store wrote;
+-- rows are shaped like step_claim_from_queue's.
+WITH kept AS (
+    SELECT s.workflow_step_uuid AS step_uuid, s.task_uuid, st.metadata ->> 'claim_token' AS claim_token,
+           st.metadata -> 'correlation_id' AS correlation_id
+    FROM tasker.workflow_steps s
+    JOIN tasker.workflow_step_transitions st ON st.workflow_step_uuid = s.workflow_step_uuid AND st.most_recent
+    WHERE s.task_uuid = ANY(%(task_uuids)s::uuid[]) AND NOT s.processed AND st.to_state = 'in_progress'
+      AND st.metadata ->> 'claim_token' = ANY(%(claim_tokens)s::text[])
+),
+held AS (
+    INSERT INTO pgmq.{queue_table} (read_ct, last_read_at, vt, message)
+    SELECT 1, clock_timestamp(), clock_timestamp() + make_interval(secs => %(vt)s),
+           jsonb_build_object('task_uuid', k.task_uuid, 'step_uuid', k.step_uuid, 'correlation_id', k.correlation_id)
+    FROM kept k
+    RETURNING msg_id, read_ct, message
+)
+SELECT h.msg_id, h.read_ct, h.message, k.claim_token, true AS claimed, x.*, COALESCE(s.attempts, 0) AS attempts
+FROM held h
+JOIN kept k ON k.step_uuid = (h.message ->> 'step_uuid')::uuid
+JOIN tasker_ext.step_handler_context x ON x.workflow_step_uuid = k.step_uuid
+JOIN tasker.workflow_steps s ON s.workflow_step_uuid = k.step_uuid
+ORDER BY h.msg_id;
 
 -- name: task_ready_many
 -- Tasks with steps ready to run (tasker.get_next_ready_tasks, migration 0003): backoffs that passed, tasks that

@@ -14,6 +14,17 @@
 -- the completions, which read the tasks' states after the locks were taken. Only results whose task this call
 -- locked (`here`) are completed; the others are announced on the results queue as before. A result whose store
 -- loses is neither announced, acknowledged nor completed.
+--
+-- The continuation (when the caller passes claim tokens and its queues): a task whose step this call completed is
+-- moved on here too when what comes next is plain: the task is in steps_in_process, none of its steps failed, every
+-- step ready to run is pending, and something is ready or still running. Then the task stays in steps_in_process
+-- (engine.finalizer.goal_state, with no failure) and the ready steps are enqueued: the first ones (one per claim
+-- token) claimed for the caller in the same compare-and-swap (enqueued, then in_progress under the token), whose
+-- messages, held under a lease, the caller's next statement writes (a statement on the queue's own table keeps its
+-- plan; one written here would be planned on every call); the others with a visible message and a wake-up. Any
+-- other task (`planned` false) is left to the caller's own planning, in the same transaction. The paths, effects
+-- and metadata of these changes come from the caller (store.transitions), so the state machine stays in
+-- model.machines; only the rule "nothing failed and something is in flight: steps_in_process" is written here.
 CREATE FUNCTION tasker.step_result_store_many(
     p_step_uuids uuid[],
     p_from_states text[],
@@ -40,9 +51,21 @@ CREATE FUNCTION tasker.step_result_store_many(
     p_complete bool[],          -- of those, the ones whose step completes with its result (standard steps)
     p_complete_metadata jsonb[],
     p_complete_path jsonb,      -- the completion's hops and effects (store.transitions.step_change_params)
-    p_complete_effects bool[]   -- in_process, processed, stamp_processed_at, count_attempt, reset_attempts
+    p_complete_effects bool[],  -- in_process, processed, stamp_processed_at, count_attempt, reset_attempts
+    p_plan_namespaces text[],   -- the continuation: the caller's namespaces, their queues and wake-up channels
+    p_plan_queues text[],
+    p_plan_channels text[],
+    p_claim_tokens text[],      -- one per step the caller can take now (its free slots)
+    p_claim_metadata jsonb,     -- the claims' metadata (the claimer), beside the token and the correlation id
+    p_enqueue_metadata jsonb,   -- an enqueue's metadata (the processor), beside the correlation id
+    p_lease_seconds int,
+    p_enqueue_path jsonb,       -- pending → enqueued, and pending → enqueued → in_progress, with their effects
+    p_enqueue_effects bool[],
+    p_keep_path jsonb,
+    p_keep_effects bool[]
 )
-RETURNS TABLE (workflow_step_uuid uuid, here boolean, completed boolean, sent bigint, acked bigint)
+RETURNS TABLE (workflow_step_uuid uuid, here boolean, completed boolean, planned boolean, sent bigint, acked bigint,
+               next_step_uuid uuid, next_queue text, next_claim_token text)
 LANGUAGE plpgsql VOLATILE ROWS 20 AS $fn$
 #variable_conflict use_column
 DECLARE
@@ -60,6 +83,13 @@ DECLARE
     v_here bool[];
     v_completes bool[];
     v_complete_metadata jsonb[];
+    -- the continuation: the tasks planned here, then the steps they enqueue (one element each)
+    v_planned uuid[] := '{}';
+    v_next_steps uuid[];
+    v_next_tasks uuid[];
+    v_next_queues text[];
+    v_next_tokens text[];
+    v_queue record;
 BEGIN
     v_locked := ARRAY(
         SELECT t.task_uuid FROM tasker.tasks t WHERE t.task_uuid = ANY(p_lock_tasks) FOR NO KEY UPDATE SKIP LOCKED
@@ -125,8 +155,104 @@ BEGIN
         array_fill(NULL::uuid, ARRAY[b.n]), array_fill(NULL::uuid, ARRAY[b.n]), array_fill(NULL::bigint, ARRAY[b.n])
     ) c;
 
+    IF p_claim_tokens IS NOT NULL AND cardinality(v_completed) > 0 THEN
+        v_planned := ARRAY(
+            SELECT c.task_uuid FROM unnest(v_steps, v_tasks) AS c(step_uuid, task_uuid)
+            WHERE c.step_uuid = ANY(v_completed)
+            EXCEPT  -- a task with a result the caller still has to decide on is planned by the caller
+            SELECT c.task_uuid FROM unnest(v_steps, v_tasks, v_here) AS c(step_uuid, task_uuid, here)
+            WHERE c.here AND NOT c.step_uuid = ANY(v_completed)
+        );
+        -- (the readiness function is SQL: given a variable, the planner inlines it into this statement's kept
+        -- plan; given a subquery, it would plan the function's body again on every call)
+        WITH readiness AS (
+            SELECT r.* FROM tasker.get_step_readiness_status_batch(v_planned) r
+        ),
+        plain AS (
+            SELECT r.task_uuid
+            FROM readiness r
+            GROUP BY r.task_uuid
+            HAVING NOT bool_or(r.current_state = 'error')
+               AND NOT bool_or(r.ready_for_execution AND r.current_state <> 'pending')
+               AND bool_or(r.ready_for_execution OR r.current_state IN (
+                       'enqueued', 'in_progress', 'enqueued_for_orchestration',
+                       'enqueued_as_error_for_orchestration'))
+        ),
+        planned AS (
+            SELECT p.task_uuid, t.correlation_id, q.queue
+            FROM plain p
+            JOIN tasker.tasks t ON t.task_uuid = p.task_uuid
+            JOIN tasker.named_tasks nt ON nt.named_task_uuid = t.named_task_uuid
+            JOIN tasker.task_namespaces ns ON ns.task_namespace_uuid = nt.task_namespace_uuid
+            JOIN unnest(p_plan_namespaces, p_plan_queues) AS q(namespace, queue) ON q.namespace = ns.name
+            JOIN tasker.task_transitions tt ON tt.task_uuid = p.task_uuid AND tt.most_recent
+            WHERE tt.to_state = 'steps_in_process'
+        ),
+        next AS (
+            SELECT r.workflow_step_uuid, p.task_uuid, p.correlation_id, p.queue,
+                   p_claim_tokens[row_number() OVER (ORDER BY r.task_uuid, r.workflow_step_uuid)] AS claim_token
+            FROM readiness r
+            JOIN planned p ON p.task_uuid = r.task_uuid
+            WHERE r.ready_for_execution
+        ),
+        enqueued AS (
+            SELECT c.workflow_step_uuid, c.to_state
+            FROM (SELECT array_agg(n.workflow_step_uuid) AS steps,
+                         array_agg(CASE WHEN n.claim_token IS NULL THEN p_enqueue_path ELSE p_keep_path END) AS paths,
+                         array_agg(CASE WHEN n.claim_token IS NULL
+                                        THEN p_enqueue_metadata || jsonb_build_object('correlation_id', n.correlation_id)
+                                        ELSE p_enqueue_metadata || p_claim_metadata
+                                             || jsonb_build_object('correlation_id', n.correlation_id,
+                                                                   'claim_token', n.claim_token) END) AS metadata,
+                         array_agg((CASE WHEN n.claim_token IS NULL THEN p_enqueue_effects ELSE p_keep_effects END)[1])
+                             AS in_process,
+                         array_agg((CASE WHEN n.claim_token IS NULL THEN p_enqueue_effects ELSE p_keep_effects END)[2])
+                             AS processed,
+                         array_agg((CASE WHEN n.claim_token IS NULL THEN p_enqueue_effects ELSE p_keep_effects END)[3])
+                             AS stamp_processed_at,
+                         array_agg((CASE WHEN n.claim_token IS NULL THEN p_enqueue_effects ELSE p_keep_effects END)[4])
+                             AS count_attempt,
+                         array_agg((CASE WHEN n.claim_token IS NULL THEN p_enqueue_effects ELSE p_keep_effects END)[5])
+                             AS reset_attempts,
+                         count(*)::int AS n
+                  FROM next n HAVING count(*) > 0) b
+            CROSS JOIN LATERAL tasker.step_transition_many(
+                b.steps, array_fill('pending'::text, ARRAY[b.n]), b.paths, b.metadata, array_fill(NULL::int, ARRAY[b.n]),
+                b.in_process, b.processed, b.stamp_processed_at, b.count_attempt, b.reset_attempts,
+                array_fill(NULL::jsonb, ARRAY[b.n]), array_fill(NULL::int, ARRAY[b.n]), array_fill(NULL::bool, ARRAY[b.n]),
+                array_fill(NULL::uuid, ARRAY[b.n]), array_fill(NULL::uuid, ARRAY[b.n]), array_fill(NULL::bigint, ARRAY[b.n])
+            ) c
+        )
+        SELECT ARRAY(SELECT task_uuid FROM planned), array_agg(n.workflow_step_uuid), array_agg(n.task_uuid),
+               array_agg(n.queue), array_agg(CASE WHEN e.to_state = 'in_progress' THEN n.claim_token END)
+        INTO v_planned, v_next_steps, v_next_tasks, v_next_queues, v_next_tokens
+        FROM next n
+        LEFT JOIN enqueued e ON e.workflow_step_uuid = n.workflow_step_uuid;
+
+        -- the steps sent rather than claimed get their messages and one wake-up per queue (the claimed ones get
+        -- theirs, held, from the caller's next statement: store.steps.step_claim_by_token)
+        FOR v_queue IN
+            SELECT q.queue, q.channel, array_agg(jsonb_build_object('task_uuid', n.task_uuid, 'step_uuid', n.step_uuid,
+                                                                   'correlation_id', t.correlation_id)) AS bodies
+            FROM unnest(v_next_steps, v_next_tasks, v_next_queues, v_next_tokens) AS n(step_uuid, task_uuid, queue, token)
+            JOIN unnest(p_plan_queues, p_plan_channels) AS q(queue, channel) ON q.queue = n.queue
+            JOIN tasker.tasks t ON t.task_uuid = n.task_uuid
+            JOIN tasker.workflow_step_transitions st ON st.workflow_step_uuid = n.step_uuid AND st.most_recent
+            WHERE n.token IS NULL AND st.to_state = 'enqueued'
+            GROUP BY q.queue, q.channel
+        LOOP
+            PERFORM pgmq.send_batch(v_queue.queue, v_queue.bodies);
+            PERFORM pg_notify(v_queue.channel, '');
+        END LOOP;
+    END IF;
+
     RETURN QUERY
-    SELECT r.step_uuid, r.here, r.step_uuid = ANY(v_completed), v_sent, v_acked
-    FROM unnest(v_steps, v_here) AS r(step_uuid, here);
+    SELECT r.step_uuid, r.here, r.step_uuid = ANY(v_completed),
+           r.step_uuid = ANY(v_completed) AND r.task_uuid = ANY(v_planned), v_sent, v_acked,
+           NULL::uuid, NULL::text, NULL::text
+    FROM unnest(v_steps, v_here, v_tasks) AS r(step_uuid, here, task_uuid)
+    UNION ALL
+    SELECT NULL::uuid, NULL::boolean, NULL::boolean, NULL::boolean, v_sent, v_acked, n.step_uuid, n.queue, n.token
+    FROM unnest(v_next_steps, v_next_queues, v_next_tokens) AS n(step_uuid, queue, token);
 END
 $fn$;
