@@ -151,23 +151,39 @@ async def test_a_result_of_a_locked_task_goes_to_an_orchestrator(registered: Con
     assert await _results_sent(registered) == 1
 
 
+@pytest.mark.parametrize(
+    ("target", "namespace", "name", "context"),
+    [
+        # a linear chain is moved on by the store itself: the fault hits the worker's reading of what it did
+        ("_moved_on", "linear_workflow", "mathematical_sequence", {"even_number": 6}),
+        # a decision step's result is planned by the engine's code in the worker
+        ("apply_stored", "conditional_approval", "approval_routing", {"amount": 10, "requester": "r"}),
+    ],
+)
 async def test_a_local_apply_that_fails_is_rolled_back_and_handed_over(
-    registered: Connection, db_url: str, monkeypatch: pytest.MonkeyPatch
+    registered: Connection,
+    db_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    target: str,
+    namespace: str,
+    name: str,
+    context: dict[str, Any],
 ) -> None:
-    """A fault injected once into the worker's apply: its transaction (result, audit row, completion) rolls back
-    whole, the result is stored again for an orchestrator, and every step still completes exactly once."""
-    real_apply = worker_process.apply_stored
+    """A fault injected once into the worker's apply: its transaction (result, audit row, completion, the steps
+    it enqueued) rolls back whole, the result is stored again for an orchestrator, and every step still completes
+    exactly once."""
+    real = getattr(worker_process, target)
     failures: list[int] = []
 
-    async def apply_failing_once(*args: Any, **kwargs: Any) -> Any:
+    def failing_once(*args: Any, **kwargs: Any) -> Any:
         if not failures:
             failures.append(1)
             raise RuntimeError("injected failure while applying a result")
-        return await real_apply(*args, **kwargs)
+        return real(*args, **kwargs)
 
-    monkeypatch.setattr(worker_process, "apply_stored", apply_failing_once)
-    async with running(db_url, ["linear_workflow"]):
-        created = await create(registered, "linear_workflow", "mathematical_sequence", {"even_number": 6})
+    monkeypatch.setattr(worker_process, target, failing_once)
+    async with running(db_url, [namespace]):
+        created = await create(registered, namespace, name, context)
         task = await wait_settled(registered, created.task_uuid)
     assert task["state"] == "complete" and failures == [1]
     trail = await _trail(registered, created.task_uuid)

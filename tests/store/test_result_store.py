@@ -287,15 +287,30 @@ async def test_without_a_free_slot_the_next_step_is_sent_with_a_visible_message(
     assert visible == [{"read_ct": 0, "step": str(following.step_uuid)}]
 
 
-async def test_a_finished_or_failing_task_is_left_to_the_caller(conn: Connection) -> None:
-    """Nothing ready and nothing running (the task is done: finalisation is the engine's), or a failed step (the
-    task blocks, with a DLQ entry): the store completes the step and plans nothing."""
+async def test_the_last_step_finishes_its_task(conn: Connection) -> None:
+    """Every step done and none failed: the store moves the task to complete (the route the engine would take,
+    with its completion stamp and the settled signal), so the worker's last step needs no planning of its own."""
     task, step, claim = await _started(conn, ("last",), [])
+    await conn.execute("LISTEN tasker_task_settled")
     stored, _ = await _store(
         conn, task, step, claim, complete=True, continuation=_continuation(await _queue_of(conn, task), ["b" * 32])
     )
-    assert stored.completed == {step} and not stored.planned and not stored.next
+    assert stored.completed == stored.planned == stored.finished == {step} and not stored.next
+    row = await (
+        await conn.execute(
+            "SELECT t.complete, t.completed_at IS NOT NULL AS stamped, tt.to_state FROM tasker.tasks t"
+            " JOIN tasker.task_transitions tt ON tt.task_uuid = t.task_uuid AND tt.most_recent WHERE t.task_uuid = %s",
+            [task],
+        )
+    ).fetchone()
+    assert row == {"complete": True, "stamped": True, "to_state": "complete"}
+    settled = [note.payload async for note in conn.notifies(timeout=5, stop_after=1)]
+    assert settled == [str(task)]
 
+
+async def test_a_failing_task_is_left_to_the_caller(conn: Connection) -> None:
+    """A failed step (the task blocks, with a DLQ entry: the engine's): the store completes the step and plans
+    nothing."""
     task, step, claim = await _started(conn, ("ok", "broken", "after"), [("ok", "after")])
     broken = (await _step_ids(conn, task))["broken"]
     await step_transition(

@@ -10,11 +10,18 @@ from uuid import UUID
 from psycopg import AsyncCursor
 from psycopg.types.json import Jsonb
 
-from tasker.model.machines import StepEvent
-from tasker.model.states import StepState
+from tasker.model.machines import StepEvent, task_route
+from tasker.model.states import StepState, TaskState
 from tasker.store.db import BoolArray, Connection, Int8Array, JsonbArray, Pending, TextArray, UuidArray
 from tasker.store.queries import Q, on_table
-from tasker.store.transitions import StepAudit, StepChange, json_safe, step_change_params
+from tasker.store.transitions import (
+    StepAudit,
+    StepChange,
+    TaskChange,
+    json_safe,
+    step_change_params,
+    task_change_params,
+)
 
 
 async def step_readiness(conn: Connection, task_uuid: UUID) -> list[dict[str, Any]]:
@@ -136,6 +143,7 @@ class StoredResults:
     here: set[UUID]  # of those, the steps whose task this transaction locked: announced to no one, apply them here
     completed: set[UUID] = field(default_factory=set)  # of those, the steps the store completed as well
     planned: set[UUID] = field(default_factory=set)  # of those, the steps whose task the store moved on too
+    finished: set[UUID] = field(default_factory=set)  # of those, the steps whose task the store moved to complete
     next: list[NextStep] = field(default_factory=list)  # the steps the store enqueued for those tasks
 
 
@@ -177,22 +185,32 @@ _ENQUEUE = step_change_params([StepChange(UUID(int=0), StepState.PENDING, [StepE
 _ENQUEUE_AND_CLAIM = step_change_params(
     [StepChange(UUID(int=0), StepState.PENDING, [StepEvent.ENQUEUE, StepEvent.START])]
 )
+# ... and a task's route when its last step completes (engine.finalizer.plan_task's, with orchestration events).
+_FINISH = task_change_params(
+    [TaskChange(UUID(int=0), TaskState.STEPS_IN_PROCESS, task_route(TaskState.STEPS_IN_PROCESS, TaskState.COMPLETE))]
+)
+
+
+CONTINUATION_PARAMS = (
+    "plan_namespaces",
+    "plan_queues",
+    "plan_channels",
+    "claim_tokens",
+    "claim_metadata",
+    "enqueue_metadata",
+    "lease_seconds",
+    "enqueue_path",
+    "enqueue_effects",
+    "keep_path",
+    "keep_effects",
+    "finish_path",
+)
 
 
 def continuation_params(continuation: Continuation | None) -> dict[str, Any]:
+    """The continuation's parameters of ``step_result_store_many``; all NULL without one (nothing is planned)."""
     if continuation is None:
-        nothing = ("plan_namespaces", "plan_queues", "plan_channels", "claim_tokens", "claim_metadata")
-        return dict.fromkeys(
-            (
-                *nothing,
-                "enqueue_metadata",
-                "lease_seconds",
-                "enqueue_path",
-                "enqueue_effects",
-                "keep_path",
-                "keep_effects",
-            )
-        )
+        return dict.fromkeys(CONTINUATION_PARAMS)
     namespaces = list(continuation.queues)
     return {
         "plan_namespaces": TextArray(namespaces),
@@ -206,6 +224,7 @@ def continuation_params(continuation: Continuation | None) -> dict[str, Any]:
         "enqueue_effects": BoolArray(_ENQUEUE[name][0] for name in COMPLETION_EFFECTS),
         "keep_path": _ENQUEUE_AND_CLAIM["paths"][0],
         "keep_effects": BoolArray(_ENQUEUE_AND_CLAIM[name][0] for name in COMPLETION_EFFECTS),
+        "finish_path": _FINISH["paths"][0],
     }
 
 
@@ -261,6 +280,7 @@ def stored_results_of(cursor: AsyncCursor[dict[str, Any]]) -> Pending[StoredResu
             {row["workflow_step_uuid"] for row in results if row["here"]},
             {row["workflow_step_uuid"] for row in results if row.get("completed")},
             {row["workflow_step_uuid"] for row in results if row.get("planned")},
+            {row["workflow_step_uuid"] for row in results if row.get("finished")},
             [
                 NextStep(row["next_step_uuid"], row["next_queue"], row["next_claim_token"])
                 for row in rows

@@ -973,7 +973,11 @@ class Worker:
 
 def _moved_on(result: StoredResults) -> AppliedBatch:
     """What a store that moved tasks on itself applied, as ``apply_stored`` reports it: the planned steps
-    completed, and the messages it sent per queue (the steps it claimed for us are started from ``next``)."""
-    applied = [Applied(step, StepState.COMPLETE, None) for step in result.planned]
+    completed (and their tasks, when finished), and the messages it sent per queue (the steps it claimed for us
+    are started from ``next``)."""
+    applied = [
+        Applied(step, StepState.COMPLETE, TaskState.COMPLETE if step in result.finished else None)
+        for step in result.planned
+    ]
     sent = Counter(step.queue for step in result.next if step.claim_token is None)
     return AppliedBatch(applied, dict(sent), [])

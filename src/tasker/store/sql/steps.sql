@@ -67,7 +67,7 @@ SELECT * FROM tasker.step_result_store_many(
     %(complete_path)s::jsonb, %(complete_effects)s::bool[], %(plan_namespaces)s::text[], %(plan_queues)s::text[],
     %(plan_channels)s::text[], %(claim_tokens)s::text[], %(claim_metadata)s::jsonb, %(enqueue_metadata)s::jsonb,
     %(lease_seconds)s::int, %(enqueue_path)s::jsonb, %(enqueue_effects)s::bool[], %(keep_path)s::jsonb,
-    %(keep_effects)s::bool[]
+    %(keep_effects)s::bool[], %(finish_path)s::jsonb
 );
 
 -- name: step_claim_by_token

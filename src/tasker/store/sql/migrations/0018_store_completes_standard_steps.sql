@@ -22,9 +22,11 @@
 -- token) claimed for the caller in the same compare-and-swap (enqueued, then in_progress under the token), whose
 -- messages, held under a lease, the caller's next statement writes (a statement on the queue's own table keeps its
 -- plan; one written here would be planned on every call); the others with a visible message and a wake-up. Any
--- other task (`planned` false) is left to the caller's own planning, in the same transaction. The paths, effects
--- and metadata of these changes come from the caller (store.transitions), so the state machine stays in
--- model.machines; only the rule "nothing failed and something is in flight: steps_in_process" is written here.
+-- other task (`planned` false) is left to the caller's own planning, in the same transaction. A task in
+-- steps_in_process whose steps are all complete (or resolved) is finished here as well: it takes the route to
+-- complete (`p_finish_path`). The paths, effects and metadata of these changes come from the caller
+-- (store.transitions), so the state machine stays in model.machines; only the rules of engine.finalizer.goal_state
+-- for a task with no failed step are written here: something in flight, steps_in_process; every step done, complete.
 CREATE FUNCTION tasker.step_result_store_many(
     p_step_uuids uuid[],
     p_from_states text[],
@@ -62,9 +64,11 @@ CREATE FUNCTION tasker.step_result_store_many(
     p_enqueue_path jsonb,       -- pending → enqueued, and pending → enqueued → in_progress, with their effects
     p_enqueue_effects bool[],
     p_keep_path jsonb,
-    p_keep_effects bool[]
+    p_keep_effects bool[],
+    p_finish_path jsonb         -- a task's route from steps_in_process to complete
 )
-RETURNS TABLE (workflow_step_uuid uuid, here boolean, completed boolean, planned boolean, sent bigint, acked bigint,
+RETURNS TABLE (workflow_step_uuid uuid, here boolean, completed boolean, planned boolean, finished boolean,
+               sent bigint, acked bigint,
                next_step_uuid uuid, next_queue text, next_claim_token text)
 LANGUAGE plpgsql VOLATILE ROWS 20 AS $fn$
 #variable_conflict use_column
@@ -85,6 +89,7 @@ DECLARE
     v_complete_metadata jsonb[];
     -- the continuation: the tasks planned here, then the steps they enqueue (one element each)
     v_planned uuid[] := '{}';
+    v_finished uuid[] := '{}';
     v_next_steps uuid[];
     v_next_tasks uuid[];
     v_next_queues text[];
@@ -169,17 +174,18 @@ BEGIN
             SELECT r.* FROM tasker.get_step_readiness_status_batch(v_planned) r
         ),
         plain AS (
-            SELECT r.task_uuid
+            SELECT r.task_uuid, bool_and(r.current_state IN ('complete', 'resolved_manually')) AS done
             FROM readiness r
             GROUP BY r.task_uuid
             HAVING NOT bool_or(r.current_state = 'error')
                AND NOT bool_or(r.ready_for_execution AND r.current_state <> 'pending')
-               AND bool_or(r.ready_for_execution OR r.current_state IN (
-                       'enqueued', 'in_progress', 'enqueued_for_orchestration',
-                       'enqueued_as_error_for_orchestration'))
+               AND (bool_or(r.ready_for_execution OR r.current_state IN (
+                        'enqueued', 'in_progress', 'enqueued_for_orchestration',
+                        'enqueued_as_error_for_orchestration'))
+                    OR bool_and(r.current_state IN ('complete', 'resolved_manually')))
         ),
         planned AS (
-            SELECT p.task_uuid, t.correlation_id, q.queue
+            SELECT p.task_uuid, t.correlation_id, q.queue, p.done
             FROM plain p
             JOIN tasker.tasks t ON t.task_uuid = p.task_uuid
             JOIN tasker.named_tasks nt ON nt.named_task_uuid = t.named_task_uuid
@@ -193,7 +199,17 @@ BEGIN
                    p_claim_tokens[row_number() OVER (ORDER BY r.task_uuid, r.workflow_step_uuid)] AS claim_token
             FROM readiness r
             JOIN planned p ON p.task_uuid = r.task_uuid
-            WHERE r.ready_for_execution
+            WHERE r.ready_for_execution AND NOT p.done
+        ),
+        finished AS (
+            SELECT f.task_uuid
+            FROM (SELECT array_agg(p.task_uuid) AS tasks, array_agg(p_enqueue_metadata
+                             || jsonb_build_object('correlation_id', p.correlation_id)) AS metadata, count(*)::int AS n
+                  FROM planned p WHERE p.done HAVING count(*) > 0) b
+            CROSS JOIN LATERAL tasker.task_transition_many(
+                b.tasks, array_fill('steps_in_process'::text, ARRAY[b.n]), array_fill(p_finish_path, ARRAY[b.n]),
+                b.metadata
+            ) f
         ),
         enqueued AS (
             SELECT c.workflow_step_uuid, c.to_state
@@ -223,9 +239,10 @@ BEGIN
                 array_fill(NULL::uuid, ARRAY[b.n]), array_fill(NULL::uuid, ARRAY[b.n]), array_fill(NULL::bigint, ARRAY[b.n])
             ) c
         )
-        SELECT ARRAY(SELECT task_uuid FROM planned), array_agg(n.workflow_step_uuid), array_agg(n.task_uuid),
+        SELECT ARRAY(SELECT task_uuid FROM planned), ARRAY(SELECT task_uuid FROM finished),
+               array_agg(n.workflow_step_uuid), array_agg(n.task_uuid),
                array_agg(n.queue), array_agg(CASE WHEN e.to_state = 'in_progress' THEN n.claim_token END)
-        INTO v_planned, v_next_steps, v_next_tasks, v_next_queues, v_next_tokens
+        INTO v_planned, v_finished, v_next_steps, v_next_tasks, v_next_queues, v_next_tokens
         FROM next n
         LEFT JOIN enqueued e ON e.workflow_step_uuid = n.workflow_step_uuid;
 
@@ -248,11 +265,13 @@ BEGIN
 
     RETURN QUERY
     SELECT r.step_uuid, r.here, r.step_uuid = ANY(v_completed),
-           r.step_uuid = ANY(v_completed) AND r.task_uuid = ANY(v_planned), v_sent, v_acked,
+           r.step_uuid = ANY(v_completed) AND r.task_uuid = ANY(v_planned),
+           r.step_uuid = ANY(v_completed) AND r.task_uuid = ANY(v_finished), v_sent, v_acked,
            NULL::uuid, NULL::text, NULL::text
     FROM unnest(v_steps, v_here, v_tasks) AS r(step_uuid, here, task_uuid)
     UNION ALL
-    SELECT NULL::uuid, NULL::boolean, NULL::boolean, NULL::boolean, v_sent, v_acked, n.step_uuid, n.queue, n.token
+    SELECT NULL::uuid, NULL::boolean, NULL::boolean, NULL::boolean, NULL::boolean, v_sent, v_acked, n.step_uuid,
+           n.queue, n.token
     FROM unnest(v_next_steps, v_next_queues, v_next_tokens) AS n(step_uuid, queue, token);
 END
 $fn$;
