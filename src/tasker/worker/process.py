@@ -761,7 +761,8 @@ class Worker:
         """The fast path in one pipelined transaction. The store takes the free task locks, completes the standard
         steps' successes among the results whose task it locked and, where what comes next is plain, moves those
         tasks on (the continuation: the steps made ready are enqueued, and claimed for us while we have slots);
-        the claimed steps' handler context, the outcome read and the readiness go out with it. Then
+        the claimed steps' held messages and handler context go out with it, and so do the outcome read and the
+        readiness when some result will need the engine's planning (otherwise they are read only if it does). Then
         ``apply_stored`` for the results whose task we locked and the store did not move on (finalisation,
         decisions, batches), as an orchestrator would, claiming what they make ready in our queues while we have
         free slots (``_keep_here``, ``_claim_kept``). The reads are statements after the lock, so they see every
@@ -780,9 +781,14 @@ class Worker:
             completing = list({task for task, done in zip(lock_tasks, completions, strict=True) if done and task})
             if continuation is not None and continuation.claim_tokens:
                 await self._claim_continued(conn, continuation, held, lock_tasks, completions, following)
+            # what the engine's planning reads, sent ahead unless the store is expected to move every task on
+            # itself (a standard step's success with a continuation); then it is read only when needed
+            ahead = continuation is None or any(
+                task and completion is None for task, completion in zip(lock_tasks, completions, strict=True)
+            )
             succeeded = [change.step_uuid for change, task in zip(changes, lock_tasks, strict=True) if task]
-            sent_outcomes = await step_outcome_many_send(conn, succeeded)
-            sent_readiness = await step_readiness_many_send(conn, completing) if completing else None
+            sent_outcomes = await step_outcome_many_send(conn, succeeded) if ahead else None
+            sent_readiness = await step_readiness_many_send(conn, completing) if completing and ahead else None
             result = await sent_store()
             self._give_back_unclaimed(following, continuation, result)
             if not result.here:
@@ -793,6 +799,7 @@ class Worker:
                 return result.stored, moved_on
 
             async def outcomes_here() -> list[dict[str, Any]]:
+                assert sent_outcomes is not None
                 return [row for row in await sent_outcomes() if row["workflow_step_uuid"] in left]
 
             batch = await apply_stored(
@@ -801,7 +808,7 @@ class Worker:
                 self.templates,
                 list(left),
                 processor_uuid=self.worker_uuid,
-                outcomes=outcomes_here,
+                outcomes=outcomes_here if sent_outcomes is not None else None,
                 keep=self._keep_here(following),
                 completed=frozenset(result.completed & left),
                 readiness=sent_readiness,
