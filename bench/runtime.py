@@ -336,6 +336,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--creators", type=int, default=4, help="connections creating tasks in the throughput run")
     parser.add_argument("--database-url", default=os.environ.get("TASKER_DATABASE_URL"))
     args = parser.parse_args(argv)
+    # SIGTERM ends the run like Ctrl-C, so the ``finally`` blocks stop the orchestrator and worker processes (left
+    # running, they would compete with the next run on the database it recreates)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     url = prepare_database(args.database_url)
     asyncio.run(setup(url))
