@@ -778,17 +778,11 @@ class Worker:
                 completions=completions,
                 continuation=continuation,
             )
-            completing = list({task for task, done in zip(lock_tasks, completions, strict=True) if done and task})
             if continuation is not None and continuation.claim_tokens:
                 await self._claim_continued(conn, continuation, held, lock_tasks, completions, following)
-            # what the engine's planning reads, sent ahead unless the store is expected to move every task on
-            # itself (a standard step's success with a continuation); then it is read only when needed
-            ahead = continuation is None or any(
-                task and completion is None for task, completion in zip(lock_tasks, completions, strict=True)
+            sent_outcomes, sent_readiness = await _send_planning_reads(
+                conn, changes, lock_tasks, completions, continuation
             )
-            succeeded = [change.step_uuid for change, task in zip(changes, lock_tasks, strict=True) if task]
-            sent_outcomes = await step_outcome_many_send(conn, succeeded) if ahead else None
-            sent_readiness = await step_readiness_many_send(conn, completing) if completing and ahead else None
             result = await sent_store()
             self._give_back_unclaimed(following, continuation, result)
             if not result.here:
@@ -820,7 +814,7 @@ class Worker:
         """What the store needs to move plain tasks on (store.steps.Continuation): a fresh claim token for each
         slot we can give the steps it makes ready, at most one per completion (a chain's step makes one ready; the
         others go to the queue for any consumer), each slot held from now (``following.reserved``) until the store
-        answers, when the unused ones are given back (``_take_continued``)."""
+        answers, when the unused ones are given back (``_give_back_unclaimed``)."""
         count = sum(1 for completion in completions if completion is not None)
         if not count or self._stopping or not isinstance(self.transport, ClaimingTransport):
             return None
@@ -976,6 +970,28 @@ class Worker:
             )
             if claim.step_uuid in recorded.final:
                 await self.transport.ack_many(conn, queue, [claim.message.msg_id])
+
+
+async def _send_planning_reads(
+    conn: Connection,
+    changes: list[StepChange],
+    lock_tasks: list[UUID | None],
+    completions: list[StepChange | None],
+    continuation: Continuation | None,
+) -> tuple[Pending[list[dict[str, Any]]] | None, Pending[dict[UUID, list[dict[str, Any]]]] | None]:
+    """What the engine's planning reads (the outcomes, the readiness of the tasks whose steps the store may
+    complete), sent with the store unless the store is expected to move every task on itself (each result a
+    standard step's success, with a continuation): then ``apply_stored`` reads them only if it is needed after all."""
+    ahead = continuation is None or any(
+        task and completion is None for task, completion in zip(lock_tasks, completions, strict=True)
+    )
+    if not ahead:
+        return None, None
+    succeeded = [change.step_uuid for change, task in zip(changes, lock_tasks, strict=True) if task]
+    completing = list({task for task, done in zip(lock_tasks, completions, strict=True) if done and task})
+    outcomes = await step_outcome_many_send(conn, succeeded)
+    readiness = await step_readiness_many_send(conn, completing) if completing else None
+    return outcomes, readiness
 
 
 def _moved_on(result: StoredResults) -> AppliedBatch:
