@@ -189,6 +189,10 @@ def test_only_a_completion_from_the_stored_state_can_ride_along() -> None:
         completion_params([wrong])
     params = completion_params([None, completion_of(uuid4(), {})])
     assert params["complete"] == [False, True] and params["complete_metadata"][0] is None
+    step = uuid4()
+    failure = StepChange(step, StepState.IN_PROGRESS, [StepEvent.ENQUEUE_AS_ERROR_FOR_ORCHESTRATION])
+    with pytest.raises(ValueError, match="only a success"):  # its two-hop path would skip the engine's decision
+        completion_params([completion_of(step, {})], [failure])
 
 
 async def _started(

@@ -175,7 +175,7 @@ async def step_result_store_many(
     params["msg_ids"] = Int8Array(h.msg_id for h in held)
     params["results_queue"] = results_queue
     params["results_channel"] = results_channel
-    params |= completion_params(list(completions) or [None] * len(results))
+    params |= completion_params(list(completions) or [None] * len(results), results)
     params |= continuation_params(continuation)
     return stored_results_of(await conn.execute(Q["step_result_store_many"], params))
 
@@ -238,24 +238,36 @@ async def step_claim_by_token_send(
     return (await conn.execute(on_table("step_claim_by_token", "queue_table", f"q_{queue}"), params)).fetchall
 
 
-def completion_params(completions: Sequence[StepChange | None]) -> dict[str, Any]:
-    """The completions of ``step_result_store_many``: a flag and the metadata per result, and the path and effects
-    they share (all go ``enqueued_for_orchestration → complete``), from the code every transition uses."""
+def completion_params(
+    completions: Sequence[StepChange | None], results: Sequence[StepChange] | None = None
+) -> dict[str, Any]:
+    """The completions of ``step_result_store_many``: a flag and the metadata per result, the completion's hop and
+    the effects of the store and the completion together (a stored success, then ``complete``), all from the code
+    every transition uses. Only a success stored from ``in_progress`` can be completed with its store."""
     chosen = [change for change in completions if change is not None]
     if any(change.from_state is not StepState.ENQUEUED_FOR_ORCHESTRATION for change in chosen) or any(
         change.events != [StepEvent.COMPLETE] for change in chosen
     ):
         raise ValueError("a stored result can only be completed from enqueued_for_orchestration")
-    shared = step_change_params(chosen[:1])
+    stored = [] if results is None else [r for r, c in zip(results, completions, strict=True) if c is not None]
+    if any(
+        r.from_state is not StepState.IN_PROGRESS or r.events != [StepEvent.ENQUEUE_FOR_ORCHESTRATION] for r in stored
+    ):
+        raise ValueError("only a success stored from in_progress can be completed with its store")
     metadata = iter(step_change_params(chosen)["metadata"])
     return {
         "complete": BoolArray(change is not None for change in completions),
         "complete_metadata": JsonbArray(None if change is None else next(metadata) for change in completions),
-        "complete_path": shared["paths"][0] if chosen else None,
-        "complete_effects": BoolArray(shared[name][0] for name in COMPLETION_EFFECTS) if chosen else None,
+        "complete_path": _COMPLETION["paths"][0],
+        "complete_effects": BoolArray(_STORED_AND_COMPLETED[name][0] for name in COMPLETION_EFFECTS),
     }
 
 
+# The completion's hop, and the effects of a success stored and completed in one compare-and-swap.
+_COMPLETION = step_change_params([StepChange(UUID(int=0), StepState.ENQUEUED_FOR_ORCHESTRATION, [StepEvent.COMPLETE])])
+_STORED_AND_COMPLETED = step_change_params(
+    [StepChange(UUID(int=0), StepState.IN_PROGRESS, [StepEvent.ENQUEUE_FOR_ORCHESTRATION, StepEvent.COMPLETE])]
+)
 COMPLETION_EFFECTS = ("in_process", "processed", "stamp_processed_at", "count_attempt", "reset_attempts")
 
 
@@ -263,7 +275,7 @@ def result_store_params(results: Sequence[StepChange], lock_tasks: Sequence[UUID
     """The parameters every transport's result store shares: the fenced changes and the tasks it may lock."""
     params: dict[str, Any] = step_change_params(results)
     locks = list(lock_tasks) or [None] * len(results)
-    params["lock_tasks"] = UuidArray(task for task in locks if task is not None)
+    params["lock_tasks"] = UuidArray(locks)  # one per result (None: not to be applied by the caller)
     params["may_lock"] = BoolArray(task is not None for task in locks)
     return params
 

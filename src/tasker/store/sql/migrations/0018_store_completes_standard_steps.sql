@@ -1,19 +1,22 @@
--- 0018: a worker's result store, as one function that can also complete the steps it stores.
+-- 0018: a worker's result store, as one function that can also complete the steps it stores and move their tasks
+-- on.
 --
 -- The fast path used to store a result (in_progress → enqueued_for_orchestration) in one statement, wait for the
 -- answer, then complete the step (→ complete) in a second compare-and-swap: a round trip and a statement per step
 -- for a decision there is nothing to decide about. A standard step's success always completes it once its task is
--- locked and has not ended (engine.results.step_change), so the store now takes that second hop itself for the
--- results the caller marks (`p_complete`), in the same transaction, as a second compare-and-swap with the
--- orchestrator's own metadata and effects (passed in, so the state machine stays in model.machines). The rows
--- written are the same as before: the enqueued_for_orchestration transition with its audit row, then the complete
--- transition.
+-- locked and has not ended (engine.results.step_change), so the store now takes that hop too, for the results the
+-- caller marks (`p_complete`): their compare-and-swap follows the two-hop path in_progress →
+-- enqueued_for_orchestration → complete, the second hop with the completer's own metadata, and the effects of both
+-- (`p_complete_effects`, folded by model.machines). The rows written are the same as before: the
+-- enqueued_for_orchestration transition with its audit row, then the complete transition. For that,
+-- tasker.step_transition_many (below) lets a hop carry its own metadata and ties the audit row to a path's first
+-- hop (for the single-hop paths of every other caller, the same row as before).
 --
 -- The statements run one after another, each seeing the one before and every commit made before it began: the
--- task locks first (SKIP LOCKED: never waits), then the store, then the announcements and acknowledgements, then
--- the completions, which read the tasks' states after the locks were taken. Only results whose task this call
--- locked (`here`) are completed; the others are announced on the results queue as before. A result whose store
--- loses is neither announced, acknowledged nor completed.
+-- task locks first (SKIP LOCKED: never waits), then the tasks' states (a task that ended meanwhile, cancelled,
+-- completes nothing), then the store, then the announcements and acknowledgements. Only results whose task this
+-- call locked (`here`) are completed; the others are announced on the results queue as before. A result whose
+-- store loses is neither announced, acknowledged nor completed.
 --
 -- The continuation (when the caller passes claim tokens and its queues): a task whose step this call completed is
 -- moved on here too when what comes next is plain: the task is in steps_in_process, none of its steps failed, every
@@ -47,13 +50,14 @@ CREATE FUNCTION tasker.step_result_store_many(
     p_queues text[],            -- the held step messages, one per result
     p_msg_ids bigint[],
     p_may_lock bool[],          -- the results the caller may apply itself, if their task's lock is free
-    p_lock_tasks uuid[],
+    p_lock_tasks uuid[],        -- per result: its task, when the caller may apply it (NULL otherwise)
     p_results_queue text,
     p_results_channel text,
     p_complete bool[],          -- of those, the ones whose step completes with its result (standard steps)
     p_complete_metadata jsonb[],
-    p_complete_path jsonb,      -- the completion's hops and effects (store.transitions.step_change_params)
-    p_complete_effects bool[],  -- in_process, processed, stamp_processed_at, count_attempt, reset_attempts
+    p_complete_path jsonb,      -- the completion's hop, appended to the result's (store.transitions)
+    p_complete_effects bool[],  -- store and completion together: in_process, processed, stamp_processed_at,
+                                -- count_attempt, reset_attempts
     p_plan_namespaces text[],   -- the continuation: the caller's namespaces, their queues and wake-up channels
     p_plan_queues text[],
     p_plan_channels text[],
@@ -85,8 +89,14 @@ DECLARE
     v_msg_ids bigint[];
     v_correlations uuid[];
     v_here bool[];
-    v_completes bool[];
-    v_complete_metadata jsonb[];
+    v_completing uuid[];
+    -- the store's compare-and-swap: per result, its path and effects (with the completion, or without)
+    v_paths jsonb[];
+    v_in_process bool[];
+    v_processed bool[];
+    v_stamp_processed_at bool[];
+    v_count_attempt bool[];
+    v_reset_attempts bool[];
     -- the continuation: the tasks planned here, then the steps they enqueue (one element each)
     v_planned uuid[] := '{}';
     v_finished uuid[] := '{}';
@@ -100,18 +110,40 @@ BEGIN
         SELECT t.task_uuid FROM tasker.tasks t WHERE t.task_uuid = ANY(p_lock_tasks) FOR NO KEY UPDATE SKIP LOCKED
     );
 
+    -- the results that complete their step: marked, their task locked here, and not ended
+    v_completing := ARRAY(
+        SELECT m.step_uuid
+        FROM unnest(p_step_uuids, p_lock_tasks, p_complete) AS m(step_uuid, task_uuid, completes)
+        LEFT JOIN tasker.task_transitions tt ON tt.task_uuid = m.task_uuid AND tt.most_recent
+        WHERE m.completes AND m.task_uuid = ANY(v_locked)
+          AND COALESCE(tt.to_state, 'pending') NOT IN ('cancelled', 'complete', 'resolved_manually')
+    );
+    SELECT array_agg(CASE WHEN c.completes THEN m.path || jsonb_build_array((p_complete_path -> 0)
+                              || jsonb_build_object('metadata', m.complete_metadata)) ELSE m.path END ORDER BY m.n),
+           array_agg(CASE WHEN c.completes THEN p_complete_effects[1] ELSE m.in_process END ORDER BY m.n),
+           array_agg(CASE WHEN c.completes THEN p_complete_effects[2] ELSE m.processed END ORDER BY m.n),
+           array_agg(CASE WHEN c.completes THEN p_complete_effects[3] ELSE m.stamp_processed_at END ORDER BY m.n),
+           array_agg(CASE WHEN c.completes THEN p_complete_effects[4] ELSE m.count_attempt END ORDER BY m.n),
+           array_agg(CASE WHEN c.completes THEN p_complete_effects[5] ELSE m.reset_attempts END ORDER BY m.n)
+    INTO v_paths, v_in_process, v_processed, v_stamp_processed_at, v_count_attempt, v_reset_attempts
+    FROM unnest(p_step_uuids, p_paths, p_complete_metadata, p_in_process, p_processed, p_stamp_processed_at,
+                p_count_attempt, p_reset_attempts) WITH ORDINALITY
+         AS m(step_uuid, path, complete_metadata, in_process, processed, stamp_processed_at, count_attempt,
+              reset_attempts, n)
+    CROSS JOIN LATERAL (SELECT m.step_uuid = ANY(v_completing) AS completes) c;
+
     SELECT COALESCE(array_agg(s.workflow_step_uuid), '{}'), array_agg(s.task_uuid), array_agg(m.queue),
-           array_agg(m.msg_id), array_agg(m.correlation_id), array_agg(m.may_lock AND s.task_uuid = ANY(v_locked)),
-           array_agg(m.completes), array_agg(m.complete_metadata)
-    INTO v_steps, v_tasks, v_queues, v_msg_ids, v_correlations, v_here, v_completes, v_complete_metadata
+           array_agg(m.msg_id), array_agg(m.correlation_id), array_agg(m.may_lock AND s.task_uuid = ANY(v_locked))
+    INTO v_steps, v_tasks, v_queues, v_msg_ids, v_correlations, v_here
     FROM tasker.step_transition_many(
-        p_step_uuids, p_from_states, p_paths, p_metadata, p_expected_attempts, p_in_process, p_processed,
-        p_stamp_processed_at, p_count_attempt, p_reset_attempts, p_results, p_backoff_seconds, p_audit_success,
+        p_step_uuids, p_from_states, v_paths, p_metadata, p_expected_attempts, v_in_process, v_processed,
+        v_stamp_processed_at, v_count_attempt, v_reset_attempts, p_results, p_backoff_seconds, p_audit_success,
         p_worker_uuids, p_correlation_ids, p_execution_ms
     ) s
-    JOIN unnest(p_step_uuids, p_queues, p_msg_ids, p_correlation_ids, p_may_lock, p_complete, p_complete_metadata)
-         AS m(step_uuid, queue, msg_id, correlation_id, may_lock, completes, complete_metadata)
+    JOIN unnest(p_step_uuids, p_queues, p_msg_ids, p_correlation_ids, p_may_lock)
+         AS m(step_uuid, queue, msg_id, correlation_id, may_lock)
       ON m.step_uuid = s.workflow_step_uuid;
+    v_completed := ARRAY(SELECT step FROM unnest(v_steps) AS step WHERE step = ANY(v_completing));
     IF cardinality(v_steps) = 0 THEN
         RETURN;
     END IF;
@@ -120,8 +152,7 @@ BEGIN
     SELECT count(*) INTO v_sent
     FROM (SELECT array_agg(jsonb_build_object('task_uuid', r.task_uuid, 'step_uuid', r.step_uuid,
                                               'correlation_id', r.correlation_id)) AS bodies
-          FROM unnest(v_steps, v_tasks, v_queues, v_msg_ids, v_correlations, v_here, v_completes, v_complete_metadata)
-                   AS r(step_uuid, task_uuid, queue, msg_id, correlation_id, here, completes, complete_metadata)
+          FROM unnest(v_steps, v_tasks, v_correlations, v_here) AS r(step_uuid, task_uuid, correlation_id, here)
           WHERE NOT r.here HAVING count(*) > 0) p
     CROSS JOIN LATERAL pgmq.send_batch(p_results_queue, p.bodies);
     IF v_sent > 0 THEN
@@ -135,30 +166,6 @@ BEGIN
     LOOP
         v_acked := v_acked + (SELECT count(*) FROM pgmq.delete(v_group.queue, v_group.ids));
     END LOOP;
-
-    -- the completions, under the locks taken above: a task that ended meanwhile (cancelled) completes nothing
-    WITH todo AS (
-        SELECT r.step_uuid, r.complete_metadata
-        FROM unnest(v_steps, v_tasks, v_queues, v_msg_ids, v_correlations, v_here, v_completes, v_complete_metadata)
-             AS r(step_uuid, task_uuid, queue, msg_id, correlation_id, here, completes, complete_metadata)
-        LEFT JOIN tasker.task_transitions tt ON tt.task_uuid = r.task_uuid AND tt.most_recent
-        WHERE r.here AND r.completes
-          AND COALESCE(tt.to_state, 'pending') NOT IN ('cancelled', 'complete', 'resolved_manually')
-    ),
-    batch AS (
-        SELECT array_agg(step_uuid) AS steps, array_agg(complete_metadata) AS metadata, count(*)::int AS n
-        FROM todo HAVING count(*) > 0
-    )
-    SELECT COALESCE(array_agg(c.workflow_step_uuid), '{}') INTO v_completed
-    FROM batch b
-    CROSS JOIN LATERAL tasker.step_transition_many(
-        b.steps, array_fill('enqueued_for_orchestration'::text, ARRAY[b.n]), array_fill(p_complete_path, ARRAY[b.n]),
-        b.metadata, array_fill(NULL::int, ARRAY[b.n]), array_fill(p_complete_effects[1], ARRAY[b.n]),
-        array_fill(p_complete_effects[2], ARRAY[b.n]), array_fill(p_complete_effects[3], ARRAY[b.n]),
-        array_fill(p_complete_effects[4], ARRAY[b.n]), array_fill(p_complete_effects[5], ARRAY[b.n]),
-        array_fill(NULL::jsonb, ARRAY[b.n]), array_fill(NULL::int, ARRAY[b.n]), array_fill(NULL::bool, ARRAY[b.n]),
-        array_fill(NULL::uuid, ARRAY[b.n]), array_fill(NULL::uuid, ARRAY[b.n]), array_fill(NULL::bigint, ARRAY[b.n])
-    ) c;
 
     IF p_claim_tokens IS NOT NULL AND cardinality(v_completed) > 0 THEN
         v_planned := ARRAY(
@@ -273,5 +280,126 @@ BEGIN
     SELECT NULL::uuid, NULL::boolean, NULL::boolean, NULL::boolean, NULL::boolean, v_sent, v_acked, n.step_uuid,
            n.queue, n.token
     FROM unnest(v_next_steps, v_next_queues, v_next_tokens) AS n(step_uuid, queue, token);
+END
+$fn$;
+
+
+-- step_transition_many as in 0010, with two changes for the store above: a hop may carry its own `metadata`
+-- (used instead of the change's), and the audit row of a stored result is tied to the path's first hop (the
+-- result's own transition) rather than its last. Every other caller's audited path has one hop, so its audit row
+-- is the same row as before. The signature is unchanged.
+CREATE OR REPLACE FUNCTION tasker.step_transition_many(
+    p_step_uuids uuid[],
+    p_from_states text[],
+    p_paths jsonb[],
+    p_metadata jsonb[],
+    p_expected_attempts int[],
+    p_in_process bool[],
+    p_processed bool[],
+    p_stamp_processed_at bool[],
+    p_count_attempt bool[],
+    p_reset_attempts bool[],
+    p_results jsonb[],
+    p_backoff_seconds int[],
+    p_audit_success bool[],
+    p_worker_uuids uuid[],
+    p_correlation_ids uuid[],
+    p_execution_ms bigint[]
+)
+RETURNS TABLE (workflow_step_uuid uuid, task_uuid uuid, attempts integer, to_state varchar,
+               workflow_step_transition_uuid uuid)
+LANGUAGE plpgsql VOLATILE ROWS 20 AS $fn$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+    WITH input AS (
+        SELECT *
+        FROM unnest(
+            p_step_uuids, p_from_states, p_paths, p_metadata,
+            p_expected_attempts, p_in_process, p_processed,
+            p_stamp_processed_at, p_count_attempt, p_reset_attempts,
+            p_results, p_backoff_seconds, p_audit_success,
+            p_worker_uuids, p_correlation_ids, p_execution_ms
+        ) AS i(step_uuid, from_state, path, metadata, expected_attempts, in_process, processed, stamp_processed_at,
+               count_attempt, reset_attempts, results, backoff_seconds, audit_success, worker_uuid, correlation_id,
+               execution_ms)
+    ),
+    locked AS (
+        SELECT t.workflow_step_transition_uuid
+        FROM tasker.workflow_step_transitions t
+        JOIN input i ON i.step_uuid = t.workflow_step_uuid AND t.most_recent AND t.to_state = i.from_state
+        JOIN tasker.workflow_steps s ON s.workflow_step_uuid = i.step_uuid
+        WHERE (i.expected_attempts IS NULL OR COALESCE(s.attempts, 0) = i.expected_attempts)
+          -- the claim fence: only the holder of the claim that wrote this transition may move the step on
+          AND (NOT (i.metadata ? 'expected_claim_token')
+               OR t.metadata ->> 'claim_token' = i.metadata ->> 'expected_claim_token')
+        FOR UPDATE OF t
+    ),
+    flipped AS (
+        UPDATE tasker.workflow_step_transitions t
+        SET most_recent = false, updated_at = timezone('utc', now())
+        FROM locked l
+        WHERE t.workflow_step_transition_uuid = l.workflow_step_transition_uuid AND t.most_recent
+        RETURNING t.workflow_step_uuid, t.sort_key, t.to_state
+    ),
+    hops AS (
+        SELECT f.workflow_step_uuid,
+               h.hop ->> 'state' AS to_state,
+               COALESCE(lag(h.hop ->> 'state') OVER (PARTITION BY f.workflow_step_uuid ORDER BY h.n), f.to_state)
+                   AS from_state,
+               -- a hop may carry its own metadata (a result completed as it is stored: the completer's);
+               -- a retry delay becomes an absolute retry_at on the database clock (read by step readiness)
+               COALESCE(h.hop -> 'metadata', i.metadata - 'retry_delay_ms' - 'expected_claim_token')
+                   || jsonb_build_object('event', h.hop ->> 'event')
+                   || CASE WHEN h.hop ->> 'state' = 'waiting_for_retry' AND i.metadata ? 'retry_delay_ms'
+                           THEN jsonb_build_object('retry_at', timezone('utc', now())
+                                + make_interval(secs => (i.metadata ->> 'retry_delay_ms')::float8 / 1000.0))
+                           ELSE '{}'::jsonb END AS metadata,
+               f.sort_key + h.n::int AS sort_key,
+               h.n = jsonb_array_length(i.path) AS most_recent
+        FROM flipped f
+        JOIN input i ON i.step_uuid = f.workflow_step_uuid
+        CROSS JOIN LATERAL jsonb_array_elements(i.path) WITH ORDINALITY AS h(hop, n)
+    ),
+    inserted AS (
+        INSERT INTO tasker.workflow_step_transitions (workflow_step_uuid, to_state, from_state, metadata, sort_key,
+                                                      most_recent)
+        SELECT workflow_step_uuid, to_state, from_state, metadata, sort_key, most_recent FROM hops
+        RETURNING workflow_step_uuid, workflow_step_transition_uuid, to_state, most_recent, sort_key
+    ),
+    updated AS (
+        UPDATE tasker.workflow_steps s
+        SET in_process = COALESCE(i.in_process, s.in_process),
+            processed = COALESCE(i.processed, s.processed),
+            processed_at = CASE WHEN i.stamp_processed_at THEN timezone('utc', now()) ELSE s.processed_at END,
+            attempts = CASE WHEN i.reset_attempts THEN 0
+                            WHEN i.count_attempt THEN COALESCE(s.attempts, 0) + 1
+                            ELSE s.attempts END,
+            last_attempted_at = CASE WHEN i.count_attempt THEN timezone('utc', now()) ELSE s.last_attempted_at END,
+            results = COALESCE(i.results, s.results),
+            backoff_request_seconds = CASE WHEN i.reset_attempts THEN NULL
+                                           ELSE COALESCE(i.backoff_seconds, s.backoff_request_seconds) END,
+            updated_at = timezone('utc', now())
+        FROM inserted n
+        JOIN input i ON i.step_uuid = n.workflow_step_uuid
+        WHERE n.most_recent AND s.workflow_step_uuid = n.workflow_step_uuid
+        RETURNING s.workflow_step_uuid, s.task_uuid, s.attempts
+    ),
+    audited AS (
+        INSERT INTO tasker.workflow_step_result_audit (workflow_step_uuid, workflow_step_transition_uuid, task_uuid,
+                                                       worker_uuid, correlation_id, success, execution_time_ms)
+        SELECT u.workflow_step_uuid, n.workflow_step_transition_uuid, u.task_uuid, i.worker_uuid, i.correlation_id,
+               i.audit_success, i.execution_ms
+        FROM updated u
+        JOIN flipped f ON f.workflow_step_uuid = u.workflow_step_uuid
+        -- the audit row belongs to the result's own transition: the path's first hop
+        JOIN inserted n ON n.workflow_step_uuid = u.workflow_step_uuid AND n.sort_key = f.sort_key + 1
+        JOIN input i ON i.step_uuid = u.workflow_step_uuid
+        WHERE i.audit_success IS NOT NULL
+        RETURNING workflow_step_uuid
+    )
+    SELECT u.workflow_step_uuid, u.task_uuid, u.attempts, n.to_state, n.workflow_step_transition_uuid
+    FROM updated u
+    JOIN inserted n ON n.workflow_step_uuid = u.workflow_step_uuid AND n.most_recent;
 END
 $fn$;
