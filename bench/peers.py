@@ -36,6 +36,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -344,6 +345,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> list[Figures]:
     args = parse_args(argv)
+    # SIGTERM ends the run like Ctrl-C, so Tasker's orchestrator and worker are stopped (see bench/runtime.py)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     load = os.getloadavg()
     print(
         f"PostgreSQL {server_version(args.database_url)} at {urlsplit(args.database_url).netloc}; "
