@@ -221,9 +221,9 @@ def continuation_params(continuation: Continuation | None) -> dict[str, Any]:
         "enqueue_metadata": Jsonb(json_safe(continuation.enqueue_metadata)),
         "lease_seconds": continuation.lease_seconds,
         "enqueue_path": _ENQUEUE["paths"][0],
-        "enqueue_effects": BoolArray(_ENQUEUE[name][0] for name in COMPLETION_EFFECTS),
+        "enqueue_effects": BoolArray(_ENQUEUE[name][0] for name in EFFECT_COLUMNS),
         "keep_path": _ENQUEUE_AND_CLAIM["paths"][0],
-        "keep_effects": BoolArray(_ENQUEUE_AND_CLAIM[name][0] for name in COMPLETION_EFFECTS),
+        "keep_effects": BoolArray(_ENQUEUE_AND_CLAIM[name][0] for name in EFFECT_COLUMNS),
         "finish_path": _FINISH["paths"][0],
     }
 
@@ -259,7 +259,7 @@ def completion_params(
         "complete": BoolArray(change is not None for change in completions),
         "complete_metadata": JsonbArray(None if change is None else next(metadata) for change in completions),
         "complete_path": _COMPLETION["paths"][0],
-        "complete_effects": BoolArray(_STORED_AND_COMPLETED[name][0] for name in COMPLETION_EFFECTS),
+        "complete_effects": BoolArray(_STORED_AND_COMPLETED[name][0] for name in EFFECT_COLUMNS),
     }
 
 
@@ -268,7 +268,8 @@ _COMPLETION = step_change_params([StepChange(UUID(int=0), StepState.ENQUEUED_FOR
 _STORED_AND_COMPLETED = step_change_params(
     [StepChange(UUID(int=0), StepState.IN_PROGRESS, [StepEvent.ENQUEUE_FOR_ORCHESTRATION, StepEvent.COMPLETE])]
 )
-COMPLETION_EFFECTS = ("in_process", "processed", "stamp_processed_at", "count_attempt", "reset_attempts")
+# The columns of a change's effects, in the order the store function takes them as one array.
+EFFECT_COLUMNS = ("in_process", "processed", "stamp_processed_at", "count_attempt", "reset_attempts")
 
 
 def result_store_params(results: Sequence[StepChange], lock_tasks: Sequence[UUID | None]) -> dict[str, Any]:
@@ -276,7 +277,6 @@ def result_store_params(results: Sequence[StepChange], lock_tasks: Sequence[UUID
     params: dict[str, Any] = step_change_params(results)
     locks = list(lock_tasks) or [None] * len(results)
     params["lock_tasks"] = UuidArray(locks)  # one per result (None: not to be applied by the caller)
-    params["may_lock"] = BoolArray(task is not None for task in locks)
     return params
 
 

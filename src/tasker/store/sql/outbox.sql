@@ -63,10 +63,10 @@ stored AS (
 ),
 delivered AS (
     SELECT s.workflow_step_uuid, s.task_uuid, m.correlation_id,
-           (m.may_lock AND s.task_uuid IN (SELECT task_uuid FROM locked)) AS here
+           (m.lock_task IS NOT NULL AND s.task_uuid IN (SELECT task_uuid FROM locked)) AS here
     FROM stored s
-    JOIN unnest(%(step_uuids)s::uuid[], %(correlation_ids)s::uuid[], %(may_lock)s::bool[])
-         AS m(step_uuid, correlation_id, may_lock) ON m.step_uuid = s.workflow_step_uuid
+    JOIN unnest(%(step_uuids)s::uuid[], %(correlation_ids)s::uuid[], %(lock_tasks)s::uuid[])
+         AS m(step_uuid, correlation_id, lock_task) ON m.step_uuid = s.workflow_step_uuid
 ),
 queued AS (
     INSERT INTO tasker_ext.outbox (queue, body)

@@ -62,7 +62,7 @@ SELECT * FROM tasker.step_result_store_many(
     %(expected_attempts)s::int[], %(in_process)s::bool[], %(processed)s::bool[], %(stamp_processed_at)s::bool[],
     %(count_attempt)s::bool[], %(reset_attempts)s::bool[], %(results)s::jsonb[], %(backoff_seconds)s::int[],
     %(audit_success)s::bool[], %(worker_uuids)s::uuid[], %(correlation_ids)s::uuid[], %(execution_ms)s::bigint[],
-    %(queues)s::text[], %(msg_ids)s::bigint[], %(may_lock)s::bool[], %(lock_tasks)s::uuid[],
+    %(queues)s::text[], %(msg_ids)s::bigint[], %(lock_tasks)s::uuid[],
     %(results_queue)s::text, %(results_channel)s::text, %(complete)s::bool[], %(complete_metadata)s::jsonb[],
     %(complete_path)s::jsonb, %(complete_effects)s::bool[], %(plan_namespaces)s::text[], %(plan_queues)s::text[],
     %(plan_channels)s::text[], %(claim_tokens)s::text[], %(claim_metadata)s::jsonb, %(enqueue_metadata)s::jsonb,

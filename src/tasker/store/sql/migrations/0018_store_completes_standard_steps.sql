@@ -49,8 +49,8 @@ CREATE FUNCTION tasker.step_result_store_many(
     p_execution_ms bigint[],
     p_queues text[],            -- the held step messages, one per result
     p_msg_ids bigint[],
-    p_may_lock bool[],          -- the results the caller may apply itself, if their task's lock is free
-    p_lock_tasks uuid[],        -- per result: its task, when the caller may apply it (NULL otherwise)
+    p_lock_tasks uuid[],        -- per result: its task, when the caller may apply it if the task's lock is free
+                                -- (NULL otherwise)
     p_results_queue text,
     p_results_channel text,
     p_complete bool[],          -- of those, the ones whose step completes with its result (standard steps)
@@ -133,15 +133,15 @@ BEGIN
     CROSS JOIN LATERAL (SELECT m.step_uuid = ANY(v_completing) AS completes) c;
 
     SELECT COALESCE(array_agg(s.workflow_step_uuid), '{}'), array_agg(s.task_uuid), array_agg(m.queue),
-           array_agg(m.msg_id), array_agg(m.correlation_id), array_agg(m.may_lock AND s.task_uuid = ANY(v_locked))
+           array_agg(m.msg_id), array_agg(m.correlation_id), array_agg(m.lock_task IS NOT NULL AND s.task_uuid = ANY(v_locked))
     INTO v_steps, v_tasks, v_queues, v_msg_ids, v_correlations, v_here
     FROM tasker.step_transition_many(
         p_step_uuids, p_from_states, v_paths, p_metadata, p_expected_attempts, v_in_process, v_processed,
         v_stamp_processed_at, v_count_attempt, v_reset_attempts, p_results, p_backoff_seconds, p_audit_success,
         p_worker_uuids, p_correlation_ids, p_execution_ms
     ) s
-    JOIN unnest(p_step_uuids, p_queues, p_msg_ids, p_correlation_ids, p_may_lock)
-         AS m(step_uuid, queue, msg_id, correlation_id, may_lock)
+    JOIN unnest(p_step_uuids, p_queues, p_msg_ids, p_correlation_ids, p_lock_tasks)
+         AS m(step_uuid, queue, msg_id, correlation_id, lock_task)
       ON m.step_uuid = s.workflow_step_uuid;
     v_completed := ARRAY(SELECT step FROM unnest(v_steps) AS step WHERE step = ANY(v_completing));
     IF cardinality(v_steps) = 0 THEN
