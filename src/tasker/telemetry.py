@@ -34,6 +34,10 @@ STEP_RESULTS_PROCESSED = Counter("tasker_step_results_processed", "Step results 
 STEP_RESULTS_APPLIED_BY_WORKER = Counter(
     "tasker_step_results_applied_by_worker", "Step results a worker applied itself (the fast path)"
 )
+RESULT_STORES_FLOWN_AGAIN = Counter(
+    "tasker_worker_result_stores_flown_again",
+    "Result stores sent in one flight with their commit that left a task to plan, so rolled back and stored again",
+)
 STEP_RESULT_PROCESSING = Histogram(
     "tasker_step_result_processing_duration_milliseconds", "Time to apply a batch of step results", buckets=MS_BUCKETS
 )

@@ -13,12 +13,13 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+from prometheus_client import REGISTRY
 from psycopg import sql
 
 import tasker.worker.process as worker_process
 from tasker.messaging.router import STEP_RESULTS_QUEUE, channel
 from tasker.store.db import Connection, connect
-from tasker.store.tasks import task_lock
+from tasker.store.tasks import task_lock, task_steps
 from tests.e2e.runtime import create, register_fixture_templates, running, wait_settled
 
 
@@ -154,8 +155,9 @@ async def test_a_result_of_a_locked_task_goes_to_an_orchestrator(registered: Con
 @pytest.mark.parametrize(
     ("target", "namespace", "name", "context"),
     [
-        # a linear chain is moved on by the store itself: the fault hits the worker's reading of what it did
-        ("_moved_on", "linear_workflow", "mathematical_sequence", {"even_number": 6}),
+        # a linear chain is moved on by the store itself, whose COMMIT goes out with it: the fault hits the
+        # statement queued between the store and its COMMIT (the claim of the next step)
+        ("step_claim_by_token_send", "linear_workflow", "mathematical_sequence", {"even_number": 6}),
         # a decision step's result is planned by the engine's code in the worker
         ("apply_stored", "conditional_approval", "approval_routing", {"amount": 10, "requester": "r"}),
     ],
@@ -190,3 +192,36 @@ async def test_a_local_apply_that_fails_is_rolled_back_and_handed_over(
     assert all(step["completions"] == 1 and step["audits"] == 1 for step in trail)
     assert sum(step["completed_by"] != step["ran_by"] for step in trail) == 1
     assert await _results_sent(registered) == 1
+
+
+def _flown_again() -> float:
+    """Result stores the one flight refused, so far in this process (the worker runs in it)."""
+    return REGISTRY.get_sample_value("tasker_worker_result_stores_flown_again_total") or 0.0
+
+
+async def _wait_for_step(conn: Connection, task_uuid: UUID, name: str, state: str) -> None:
+    deadline = time.monotonic() + 30
+    while next(s["state"] for s in await task_steps(conn, task_uuid) if s["name"] == name) != state:
+        assert time.monotonic() < deadline, f"step {name} never reached {state}"
+        await asyncio.sleep(0.02)
+
+
+async def test_a_success_on_a_task_with_a_failed_step_is_stored_again_the_long_way(
+    registered: Connection, db_url: str, tmp_path: Any
+) -> None:
+    """The store and its COMMIT go out in one flight only when the store moves everything it applies on. Here the
+    task has a failed step when the other step's success arrives: the flight rolls back whole, and the worker
+    stores the result again in a transaction in which the engine's code plans the task (blocked by the failure).
+    The success is stored and completed exactly once, with one audit row."""
+    release = tmp_path / "release"
+    flown_again = _flown_again()
+    async with running(db_url, ["runtime_checks"]):
+        created = await create(registered, "runtime_checks", "success_after_a_failure", {"release_file": str(release)})
+        await _wait_for_step(registered, created.task_uuid, "fails_at_once", "error")
+        release.touch()
+        await _wait_for_step(registered, created.task_uuid, "succeeds_when_released", "complete")
+        task = await wait_settled(registered, created.task_uuid)
+    assert task["state"] == "blocked_by_failures"
+    assert _flown_again() == flown_again + 1
+    trail = {str(step["workflow_step_uuid"]): step for step in await _trail(registered, created.task_uuid)}
+    assert sorted((step["completions"], step["audits"]) for step in trail.values()) == [(0, 1), (1, 1)]

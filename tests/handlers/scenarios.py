@@ -96,3 +96,17 @@ class AsyncWaitForCancel(StepHandler):
 class HugeRetryAfter(StepHandler):
     def call(self, context: StepContext) -> Any:
         raise Retryable("come back in a very long while", retry_after=1e300)
+
+
+class WaitForFile(StepHandler):
+    """Succeeds once the file named by ``context.release_file`` exists: the test creates it when the state it
+    waits for is reached (fails after a minute without it, so a broken test cannot hang the suite)."""
+
+    def call(self, context: StepContext) -> Any:
+        release_file = context.get_input("release_file")
+        deadline = time.monotonic() + 60
+        while not os.path.exists(release_file):
+            if time.monotonic() > deadline:
+                raise Permanent("the test never released this step")
+            time.sleep(0.01)
+        return {"released": True}

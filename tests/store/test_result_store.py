@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID, uuid4
 
+import psycopg
 import pytest
 from psycopg import sql
 
@@ -28,6 +29,7 @@ from tasker.store.steps import (
     NextStep,
     StoredResults,
     completion_params,
+    results_need_planning,
     step_claim_by_token_send,
     step_claim_from_queue,
 )
@@ -336,3 +338,59 @@ async def _step_ids(conn: Connection, task: UUID) -> dict[str, UUID]:
         )
     ).fetchall()
     return {row["name"].rsplit("_", 1)[0]: row["workflow_step_uuid"] for row in rows}
+
+
+async def _store_in_one_flight(
+    conn: Connection, task: UUID, step: UUID, claim: dict[str, Any], queue: str, token: str
+) -> tuple[StoredResults, list[dict[str, Any]]]:
+    """The worker's one flight: BEGIN, the store that must move everything on, the claim statement and COMMIT,
+    sent together; the answers are read once the transaction has ended."""
+    async with conn.pipeline(), conn.transaction():
+        sent = await PgmqTransport().store_results(
+            conn,
+            [_result(step, claim)],
+            [HeldMessage(step, QUEUE, int(claim["msg_id"]))],
+            results_queue=STEP_RESULTS_QUEUE,
+            lock_tasks=[task],
+            completions=[completion_of(step, {"processor_uuid": uuid4()})],
+            continuation=_continuation(queue, [token]),
+            moved_on_only=True,
+        )
+        rows = await step_claim_by_token_send(conn, queue, [task], [token], visibility_seconds=30)
+    return await sent(), await rows()
+
+
+async def test_a_store_committed_in_its_flight_moves_a_plain_task_on(conn: Connection) -> None:
+    task, step, claim = await _started(conn, ("first", "second"), [("first", "second")])
+    queue = await _queue_of(conn, task)
+    stored, [row] = await _store_in_one_flight(conn, task, step, claim, queue, "d" * 32)
+    assert stored.completed == stored.planned == {step}
+    states = await _states(conn, task)
+    assert states["first"][0] == "complete" and states["second"][0] == "in_progress"
+    assert row["claimed"] and row["workflow_step_uuid"] == stored.next[0].step_uuid
+    assert await _count(conn, QUEUE) == 0 and await _count(conn, queue) == 1  # acked; the next one held
+
+
+async def test_a_store_committed_in_its_flight_rolls_back_whole_when_a_task_needs_planning(conn: Connection) -> None:
+    """The guard (migration 0019): a task with a failed step is the engine's to plan, which the one flight
+    cannot do, so the store fails and nothing of the flight is left: not the result, its audit row, the
+    completion, the acknowledgement nor a claim."""
+    task, step, claim = await _started(conn, ("ok", "broken", "after"), [("ok", "after")])
+    broken = (await _step_ids(conn, task))["broken"]
+    await step_transition(
+        conn, StepChange(broken, StepState.PENDING, [StepEvent.ENQUEUE, StepEvent.START, StepEvent.FAIL])
+    )
+    queue = await _queue_of(conn, task)
+    before = await _trail(conn, step)
+    with pytest.raises(psycopg.Error) as raised:
+        await _store_in_one_flight(conn, task, step, claim, queue, "e" * 32)
+    assert results_need_planning(raised.value)
+    assert "planning" in str(raised.value)
+    assert await _trail(conn, step) == before and before[-1]["to_state"] == "in_progress"
+    audits = await (await conn.execute("SELECT count(*) AS n FROM tasker.workflow_step_result_audit")).fetchone()
+    assert audits == {"n": 0}
+    assert await _count(conn, QUEUE) == 1 and await _count(conn, STEP_RESULTS_QUEUE) == 0
+    assert (await _states(conn, task))["after"][0] == "pending"
+    # and the connection is usable again: the worker stores the results the long way on it
+    stored, _ = await _store(conn, task, step, claim, complete=True, continuation=_continuation(queue, ["f" * 32]))
+    assert stored.completed == {step} and not stored.planned

@@ -153,9 +153,9 @@ async def test_new_version_sits_beside_the_old(conn: Connection) -> None:
 
 async def test_register_paths_all_fixtures_and_list(conn: Connection) -> None:
     results = await template_register_paths(conn, TEMPLATES)
-    assert len(results) == 33 and {r.status for r in results} == {"created"}
+    assert len(results) == 34 and {r.status for r in results} == {"created"}
     listed = await template_list(conn)
-    assert len(listed) == 33
+    assert len(listed) == 34
     assert [(t.namespace, t.name) for t in listed] == sorted((t.namespace, t.name) for t in listed)
     csv = next(t for t in listed if t.name == "csv_product_inventory_analyzer")
     assert (csv.namespace, csv.version, csv.step_count) == ("csv_processing", "1.0.0", 3)

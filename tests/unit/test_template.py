@@ -66,7 +66,7 @@ def test_fixture_initial_steps_and_edges(file_name: str) -> None:
 
 def test_every_fixture_loads_and_round_trips() -> None:
     loaded = load_template_paths(TEMPLATES)
-    assert len(loaded) == 33
+    assert len(loaded) == 34
     for path, template in loaded:
         assert template.unknown_keys() == [], path
         again = TaskTemplate.model_validate(template.to_configuration())

@@ -148,6 +148,7 @@ class PgmqTransport:
         lock_tasks: Sequence[UUID | None] = (),
         completions: Sequence[StepChange | None] = (),
         continuation: Continuation | None = None,
+        moved_on_only: bool = False,
     ) -> Pending[StoredResults]:
         """One statement: the store, the announcements, the acknowledgements, the completions and the continuation."""
         return await step_result_store_many(
@@ -159,4 +160,5 @@ class PgmqTransport:
             lock_tasks=lock_tasks,
             completions=completions,
             continuation=continuation,
+            moved_on_only=moved_on_only,
         )

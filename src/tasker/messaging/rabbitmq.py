@@ -462,11 +462,14 @@ class RabbitMqTransport:
         lock_tasks: Sequence[UUID | None] = (),
         completions: Sequence[StepChange | None] = (),
         continuation: Continuation | None = None,
+        moved_on_only: bool = False,
     ) -> Pending[StoredResults]:
         """Store fenced results with outbox rows (sent now); reading the answer acks, after commit, the step
         deliveries of the results that won. A result that lost is not acked: its delivery belongs to whoever holds
         the step now. ``completions`` and ``continuation`` are left to the caller (this store completes and plans
-        nothing)."""
+        nothing, so it cannot take ``moved_on_only`` for results the caller would apply)."""
+        if moved_on_only and any(lock_tasks):
+            raise ValueError("the RabbitMQ transport moves no task on: moved_on_only needs a ClaimingTransport")
         await self._ensure_sender()
         sent = await outbox_step_result_store_many(
             conn, results, results_queue=results_queue, channel=OUTBOX_CHANNEL, lock_tasks=lock_tasks

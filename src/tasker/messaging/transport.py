@@ -99,6 +99,7 @@ class Transport(Protocol):
         lock_tasks: Sequence[UUID | None] = (),
         completions: Sequence[StepChange | None] = (),
         continuation: Continuation | None = None,
+        moved_on_only: bool = False,
     ) -> Pending[StoredResults]:
         """A worker's results (sent now, read by awaiting the answer): store them, announce them on
         ``results_queue``, acknowledge their step messages;
@@ -106,7 +107,10 @@ class Transport(Protocol):
         to lock if free (the fast path): their results are stored but not announced, the caller applies them in
         its open transaction. ``completions`` (one per result, or None): the completion a transport may apply with
         the store to a result stored for the caller (``StoredResults.completed``); the caller applies the others.
-        ``continuation``: what a transport may use to move those tasks on as well (``StoredResults.planned``)."""
+        ``continuation``: what a transport may use to move those tasks on as well (``StoredResults.planned``).
+        ``moved_on_only``: the caller commits before reading the answer, so a result stored for the caller that the
+        transport did not move on must fail the store (``store.steps.results_need_planning``); only a transport
+        that moves tasks on (a ``ClaimingTransport``) accepts it."""
         ...
 
 

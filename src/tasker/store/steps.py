@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
+import psycopg
 from psycopg import AsyncCursor
 from psycopg.types.json import Jsonb
 
@@ -157,6 +158,7 @@ async def step_result_store_many(
     lock_tasks: Sequence[UUID | None] = (),
     completions: Sequence[StepChange | None] = (),
     continuation: Continuation | None = None,
+    moved_on_only: bool = False,
 ) -> Pending[StoredResults]:
     """Store results, announce them on ``results_queue`` and delete their step messages, in one statement (sent
     now, read by awaiting the answer: see ``store.db.Pending``).
@@ -167,7 +169,9 @@ async def step_result_store_many(
     change (``enqueued_for_orchestration → complete``) that finishes a result's step once it is stored here, applied
     by the same statement when the task was locked and has not ended (``StoredResults.completed``).
     ``continuation``: move the tasks of completed steps on as well when what comes next is plain
-    (``StoredResults.planned``, ``StoredResults.next``; see the migration)."""
+    (``StoredResults.planned``, ``StoredResults.next``; see the migration). ``moved_on_only``: the caller commits
+    before it reads the answer, so a result applied here whose task the store did not move on fails the statement
+    (:func:`results_need_planning`) and, with it, the caller's whole implicit transaction."""
     if not results:
         return nothing_stored
     params = result_store_params(results, lock_tasks)
@@ -177,7 +181,19 @@ async def step_result_store_many(
     params["results_channel"] = results_channel
     params |= completion_params(list(completions) or [None] * len(results), results)
     params |= continuation_params(continuation)
-    return stored_results_of(await conn.execute(Q["step_result_store_many"], params))
+    statement = _STORE_MOVED_ON if moved_on_only else Q["step_result_store_many"]
+    return stored_results_of(await conn.execute(statement, params))
+
+
+_STORE_MOVED_ON = Q["step_result_store_moved_on"].replace("{store}", Q["step_result_store_many"].rstrip().rstrip(";"))
+# The SQLSTATE of the guard of step_result_store_moved_on (migration 0019).
+RESULTS_NEED_PLANNING = "TK001"
+
+
+def results_need_planning(exc: BaseException) -> bool:
+    """Whether ``exc`` is the guard's refusal: a store sent with ``moved_on_only`` applied a result here that its
+    caller would have to plan in the same transaction. The statement and its whole flight rolled back."""
+    return isinstance(exc, psycopg.Error) and exc.sqlstate == RESULTS_NEED_PLANNING
 
 
 # The continuation's compare-and-swap constants: a ready step enqueued, or enqueued and claimed at once.

@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 import psycopg
+from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool
 
 from tasker.config import load_settings
@@ -52,6 +53,7 @@ from tasker.store.steps import (
     HeldMessage,
     LateResult,
     StoredResults,
+    results_need_planning,
     step_checkpoint_save_claimed,
     step_claim_by_token_send,
     step_claim_many,
@@ -63,6 +65,7 @@ from tasker.store.steps import (
 from tasker.store.template_cache import TemplateCache
 from tasker.store.transitions import StepAudit, StepChange
 from tasker.telemetry import (
+    RESULT_STORES_FLOWN_AGAIN,
     STEP_EXECUTION,
     STEP_RESULTS_APPLIED_BY_WORKER,
     STEP_RESULTS_PROCESSED,
@@ -766,8 +769,23 @@ class Worker:
         ``apply_stored`` for the results whose task we locked and the store did not move on (finalisation,
         decisions, batches), as an orchestrator would, claiming what they make ready in our queues while we have
         free slots (``_keep_here``, ``_claim_kept``). The reads are statements after the lock, so they see every
-        commit made before it; a transaction the store moved on whole needs only its COMMIT after the answer."""
+        commit made before it; a transaction the store moved on whole needs only its COMMIT after the answer.
+
+        When every result we may apply is a standard step's success, the store goes first in one flight
+        (``_store_in_one_flight``); only if it left something to plan does the transaction below run."""
         continuation = self._continuation(following, completions)
+        if continuation is not None and _one_flight_possible(conn, lock_tasks, completions):
+            try:
+                return await self._store_in_one_flight(
+                    conn, changes, held, lock_tasks, completions, continuation, following
+                )
+            except psycopg.Error as exc:
+                if not results_need_planning(exc):
+                    raise
+            log.debug("a stored result needs planning here: storing %d result(s) again, the long way", len(changes))
+            RESULT_STORES_FLOWN_AGAIN.inc()
+            self._release(following)  # the flight rolled back whole: its claims are gone
+            continuation = self._continuation(following, completions)
         async with conn.pipeline(), conn.transaction():
             sent_store = await self.transport.store_results(
                 conn,
@@ -809,6 +827,39 @@ class Worker:
             )
             await self._claim_kept(conn, batch.kept, following)
         return result.stored, batch.merged(moved_on)
+
+    async def _store_in_one_flight(
+        self,
+        conn: Connection,
+        changes: list[StepChange],
+        held: list[HeldMessage],
+        lock_tasks: list[UUID | None],
+        completions: list[StepChange | None],
+        continuation: Continuation,
+        following: NextClaims,
+    ) -> tuple[set[UUID], AppliedBatch | None]:
+        """BEGIN, the store, the statement that claims what it makes ready for us and COMMIT, sent together, so a
+        step costs one round trip instead of two (the answer, then COMMIT). The store may leave nothing for us to
+        plan in this transaction, and its guard makes sure: it fails the store (``results_need_planning``) when a
+        result applied here was not moved on, and the COMMIT behind it then rolls the transaction back whole. An
+        exception of ours before the COMMIT is queued rolls it back as well (``conn.transaction``); the answer is
+        read only once the transaction has ended."""
+        async with conn.pipeline(), conn.transaction():
+            sent_store = await self.transport.store_results(
+                conn,
+                changes,
+                held,
+                results_queue=STEP_RESULTS_QUEUE,
+                lock_tasks=lock_tasks,
+                completions=completions,
+                continuation=continuation,
+                moved_on_only=True,
+            )
+            if continuation.claim_tokens:
+                await self._claim_continued(conn, continuation, held, lock_tasks, completions, following)
+        result = await sent_store()
+        self._give_back_unclaimed(following, continuation, result)
+        return result.stored, _moved_on(result) if result.here else None
 
     def _continuation(self, following: NextClaims, completions: list[StepChange | None]) -> Continuation | None:
         """What the store needs to move plain tasks on (store.steps.Continuation): a fresh claim token for each
@@ -992,6 +1043,16 @@ async def _send_planning_reads(
     outcomes = await step_outcome_many_send(conn, succeeded)
     readiness = await step_readiness_many_send(conn, completing) if completing else None
     return outcomes, readiness
+
+
+def _one_flight_possible(conn: Connection, lock_tasks: list[UUID | None], completions: list[StepChange | None]) -> bool:
+    """Whether a store can commit in its own flight: no transaction is open around it (durable domain events
+    open one, to insert the events of the stored steps after the answer), and every result we may apply here
+    is one the store completes itself (a standard step's success). A result we would have to decide on (a
+    decision or batch step) needs the engine's planning in the store's transaction."""
+    if conn.info.transaction_status is not TransactionStatus.IDLE:
+        return False
+    return all(task is None or completion is not None for task, completion in zip(lock_tasks, completions, strict=True))
 
 
 def _moved_on(result: StoredResults) -> AppliedBatch:

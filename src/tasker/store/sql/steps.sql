@@ -70,6 +70,18 @@ SELECT * FROM tasker.step_result_store_many(
     %(keep_effects)s::bool[], %(finish_path)s::jsonb
 );
 
+-- name: step_result_store_moved_on
+-- step_result_store_many for a caller that commits in the same flight (the statements, then the Sync that ends
+-- the implicit transaction), before it reads the answer: it can plan nothing in this transaction, so the store
+-- must move on everything it applies here. When a result was applied here but its task was not moved on (here,
+-- not planned), the guard (migration 0019) raises SQLSTATE TK001 and the whole flight rolls back; the caller
+-- stores the results again in a transaction of its own and plans them itself. {store} is step_result_store_many.
+WITH stored AS (
+{store}
+)
+SELECT stored.* FROM stored
+WHERE tasker.step_results_moved_on_or_fail((SELECT COALESCE(bool_or(s.here AND NOT s.planned), false) FROM stored s));
+
 -- name: step_claim_by_token
 -- The held messages and handler context of the steps a result store claimed for its worker (the continuation,
 -- migration 0018; {queue_table} is the queue's table): the steps of these tasks held in_progress under one of these
