@@ -28,7 +28,7 @@ from tasker.model.machines import StepEvent
 from tasker.model.retry import backoff_seconds
 from tasker.model.states import StepState, TaskState
 from tasker.model.template import TaskTemplate
-from tasker.store.db import Connection, Pending
+from tasker.store.db import Connection, Pending, pipelined_transaction
 from tasker.store.dlq import dlq_create_entry, dlq_record_max_retries_exceeded
 from tasker.store.steps import step_outcome_many_send, step_readiness_many_send
 from tasker.store.tasks import task_existing_many, task_state_get, task_try_lock_many
@@ -179,7 +179,7 @@ async def apply_results(
 ) -> list[Applied]:
     """Apply a batch of step-result messages in one transaction (see the module docstring), pipelined: the lock,
     then the outcomes, then the transitions with the readiness, then the advance and the COMMIT."""
-    async with conn.pipeline(), conn.transaction():
+    async with pipelined_transaction(conn):
         messages = await _lock_tasks(conn, transport, messages)
         batch = await apply_stored(
             conn,

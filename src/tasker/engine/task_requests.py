@@ -21,7 +21,7 @@ from tasker.model.machines import TaskEvent
 from tasker.model.requests import TaskRequest, validate_context
 from tasker.model.states import StepState, TaskState
 from tasker.model.template import TaskTemplate
-from tasker.store.db import Connection
+from tasker.store.db import Connection, pipelined_transaction
 from tasker.store.tasks import (
     NewStep,
     NewTask,
@@ -153,7 +153,7 @@ async def _create_task(
             enqueued=len(roots),
         ):
             # pipelined: BEGIN goes out with the create; the send and COMMIT follow the create's answer
-            async with conn.pipeline(), conn.transaction():
+            async with pipelined_transaction(conn):
                 if roots:
                     await _create_started(conn, transport, task, plan, metadata)
                 else:

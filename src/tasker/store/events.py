@@ -14,7 +14,7 @@ from psycopg.types.json import Jsonb
 
 from tasker.errors import InvalidEventQueryError
 from tasker.model.events import NOTIFY_CHANNEL, DomainEvent, Patterns
-from tasker.store.db import Connection
+from tasker.store.db import Connection, pipelined_transaction
 from tasker.store.queries import Q
 
 MAX_PAGE = 1000
@@ -64,7 +64,7 @@ async def domain_event_store_with(
         return await store()
     stored: set[UUID] | None = None
     try:
-        async with conn.pipeline() as pipeline, conn.transaction():
+        async with pipelined_transaction(conn) as pipeline:
             done = await store()
             await pipeline.sync()  # the store's own errors surface here, before it counts as done
             stored = done

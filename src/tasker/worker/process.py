@@ -46,7 +46,7 @@ from tasker.model.machines import StepEvent
 from tasker.model.results import StepResult
 from tasker.model.states import StepState, TaskState
 from tasker.model.template import TaskTemplate
-from tasker.store.db import Connection, Pending, create_pool
+from tasker.store.db import Connection, Pending, create_pool, pipelined_transaction
 from tasker.store.events import domain_event_store_with
 from tasker.store.steps import (
     Continuation,
@@ -786,7 +786,7 @@ class Worker:
             RESULT_STORES_FLOWN_AGAIN.inc()
             self._release(following)  # the flight rolled back whole: its claims are gone
             continuation = self._continuation(following, completions)
-        async with conn.pipeline(), conn.transaction():
+        async with pipelined_transaction(conn):
             sent_store = await self.transport.store_results(
                 conn,
                 changes,
@@ -841,10 +841,10 @@ class Worker:
         """BEGIN, the store, the statement that claims what it makes ready for us and COMMIT, sent together, so a
         step costs one round trip instead of two (the answer, then COMMIT). The store may leave nothing for us to
         plan in this transaction, and its guard makes sure: it fails the store (``results_need_planning``) when a
-        result applied here was not moved on, and the COMMIT behind it then rolls the transaction back whole. An
-        exception of ours before the COMMIT is queued rolls it back as well (``conn.transaction``); the answer is
-        read only once the transaction has ended."""
-        async with conn.pipeline(), conn.transaction():
+        result applied here was not moved on, and the COMMIT behind it is skipped: the transaction rolls back whole.
+        An exception of ours before the COMMIT is queued rolls it back as well (``store.db.pipelined_transaction``);
+        the answer is read only once the transaction has ended."""
+        async with pipelined_transaction(conn):
             sent_store = await self.transport.store_results(
                 conn,
                 changes,
