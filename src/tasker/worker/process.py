@@ -787,17 +787,9 @@ class Worker:
             self._release(following)  # the flight rolled back whole: its claims are gone
             continuation = self._continuation(following, completions)
         async with pipelined_transaction(conn):
-            sent_store = await self.transport.store_results(
-                conn,
-                changes,
-                held,
-                results_queue=STEP_RESULTS_QUEUE,
-                lock_tasks=lock_tasks,
-                completions=completions,
-                continuation=continuation,
+            sent_store = await self._send_store_and_claims(
+                conn, changes, held, lock_tasks, completions, continuation, following, moved_on_only=False
             )
-            if continuation is not None and continuation.claim_tokens:
-                await self._claim_continued(conn, continuation, held, lock_tasks, completions, following)
             sent_outcomes, sent_readiness = await _send_planning_reads(
                 conn, changes, lock_tasks, completions, continuation
             )
@@ -845,21 +837,40 @@ class Worker:
         An exception of ours before the COMMIT is queued rolls it back as well (``store.db.pipelined_transaction``);
         the answer is read only once the transaction has ended."""
         async with pipelined_transaction(conn):
-            sent_store = await self.transport.store_results(
-                conn,
-                changes,
-                held,
-                results_queue=STEP_RESULTS_QUEUE,
-                lock_tasks=lock_tasks,
-                completions=completions,
-                continuation=continuation,
-                moved_on_only=True,
+            sent_store = await self._send_store_and_claims(
+                conn, changes, held, lock_tasks, completions, continuation, following, moved_on_only=True
             )
-            if continuation.claim_tokens:
-                await self._claim_continued(conn, continuation, held, lock_tasks, completions, following)
         result = await sent_store()
         self._give_back_unclaimed(following, continuation, result)
         return result.stored, _moved_on(result) if result.here else None
+
+    async def _send_store_and_claims(
+        self,
+        conn: Connection,
+        changes: list[StepChange],
+        held: list[HeldMessage],
+        lock_tasks: list[UUID | None],
+        completions: list[StepChange | None],
+        continuation: Continuation | None,
+        following: NextClaims,
+        *,
+        moved_on_only: bool,
+    ) -> Pending[StoredResults]:
+        """Send the store and, behind it, the statements that claim for us what it makes ready; the store's answer
+        is read later."""
+        sent_store = await self.transport.store_results(
+            conn,
+            changes,
+            held,
+            results_queue=STEP_RESULTS_QUEUE,
+            lock_tasks=lock_tasks,
+            completions=completions,
+            continuation=continuation,
+            moved_on_only=moved_on_only,
+        )
+        if continuation is not None and continuation.claim_tokens:
+            await self._claim_continued(conn, continuation, held, lock_tasks, completions, following)
+        return sent_store
 
     def _continuation(self, following: NextClaims, completions: list[StepChange | None]) -> Continuation | None:
         """What the store needs to move plain tasks on (store.steps.Continuation): a fresh claim token for each
